@@ -1,0 +1,194 @@
+"""The campaign state machines and the completion rule (SPEC section 2). Pure: no I/O.
+
+Recipient (one contact of one campaign)::
+
+    queued --send M1--> awaiting_reply --reply in window--> replied --send M2--> message_2_sent
+       |                      |                                 |
+       |                      +--window closes--> no_interaction|
+       +--M1 fails for good--> failed <------M2 fails for good--+
+    cancelled: the campaign was cancelled before this recipient finished
+    opted_out: the contact answered a stop keyword
+    done: Message 1 sent in a campaign that has no Message 2
+
+Campaign: draft -> scheduled -> sending <-> paused -> completed | cancelled.
+Message: pending -> sending -> sent -> delivered -> read, or failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RecipientState(StrEnum):
+    QUEUED = "queued"
+    AWAITING_REPLY = "awaiting_reply"
+    REPLIED = "replied"
+    MESSAGE_2_SENT = "message_2_sent"
+    NO_INTERACTION = "no_interaction"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    OPTED_OUT = "opted_out"
+    DONE = "done"
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+class MessageKind(StrEnum):
+    MESSAGE_1 = "message_1"
+    MESSAGE_2 = "message_2"
+
+
+R = RecipientState
+FINAL_RECIPIENT_STATES: frozenset[RecipientState] = frozenset(
+    {R.MESSAGE_2_SENT, R.NO_INTERACTION, R.FAILED, R.CANCELLED, R.OPTED_OUT, R.DONE}
+)
+OPEN_RECIPIENT_STATES: frozenset[RecipientState] = (
+    frozenset(RecipientState) - FINAL_RECIPIENT_STATES
+)
+
+RECIPIENT_TRANSITIONS: dict[RecipientState, frozenset[RecipientState]] = {
+    R.QUEUED: frozenset({R.AWAITING_REPLY, R.DONE, R.FAILED, R.CANCELLED, R.OPTED_OUT}),
+    R.AWAITING_REPLY: frozenset({R.REPLIED, R.NO_INTERACTION, R.FAILED, R.CANCELLED, R.OPTED_OUT}),
+    R.REPLIED: frozenset({R.MESSAGE_2_SENT, R.FAILED, R.CANCELLED, R.OPTED_OUT}),
+    # retry-failed gives a failed recipient a new Message 1 attempt.
+    R.FAILED: frozenset({R.QUEUED}),
+    R.MESSAGE_2_SENT: frozenset(),
+    R.NO_INTERACTION: frozenset(),
+    R.CANCELLED: frozenset(),
+    R.OPTED_OUT: frozenset(),
+    R.DONE: frozenset(),
+}
+
+C = CampaignStatus
+CAMPAIGN_TRANSITIONS: dict[CampaignStatus, frozenset[CampaignStatus]] = {
+    C.DRAFT: frozenset({C.SCHEDULED, C.SENDING, C.CANCELLED}),
+    C.SCHEDULED: frozenset({C.SENDING, C.DRAFT, C.CANCELLED}),
+    C.SENDING: frozenset({C.PAUSED, C.COMPLETED, C.CANCELLED}),
+    C.PAUSED: frozenset({C.SENDING, C.COMPLETED, C.CANCELLED}),
+    # retry-failed sends a completed campaign back to sending.
+    C.COMPLETED: frozenset({C.SENDING}),
+    C.CANCELLED: frozenset(),
+}
+
+M = MessageStatus
+# Provider statuses only move forward; ``failed`` is final and outranks delivery receipts.
+MESSAGE_STATUS_RANK: dict[MessageStatus, int] = {
+    M.PENDING: 0,
+    M.SENDING: 1,
+    M.SENT: 2,
+    M.DELIVERED: 3,
+    M.READ: 4,
+    M.FAILED: 5,
+}
+
+
+def can_transition(current: RecipientState, target: RecipientState) -> bool:
+    return target in RECIPIENT_TRANSITIONS[current]
+
+
+def can_transition_campaign(current: CampaignStatus, target: CampaignStatus) -> bool:
+    return target in CAMPAIGN_TRANSITIONS[current]
+
+
+def is_final(state: RecipientState) -> bool:
+    return state in FINAL_RECIPIENT_STATES
+
+
+def next_message_status(current: MessageStatus, reported: MessageStatus) -> MessageStatus | None:
+    """The status a provider report moves a message to, or None if it changes nothing.
+
+    Statuses never move backwards (a late ``delivered`` after ``read`` is ignored) and a
+    duplicate changes nothing. A report about a message still ``sending`` (the worker died
+    before recording the provider's answer) proves the send happened, so it applies.
+    """
+    if current == M.FAILED or current == M.PENDING:
+        return None
+    if MESSAGE_STATUS_RANK[reported] <= MESSAGE_STATUS_RANK[current]:
+        return None
+    return reported
+
+
+def recipient_state_after_message_1(has_message_2: bool) -> RecipientState:
+    return R.AWAITING_REPLY if has_message_2 else R.DONE
+
+
+@dataclass(frozen=True)
+class CampaignCounts:
+    """Recipients per state of one campaign, plus the plan's message counters."""
+
+    queued: int = 0
+    awaiting_reply: int = 0
+    replied: int = 0
+    message_2_sent: int = 0
+    no_interaction: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    opted_out: int = 0
+    done: int = 0
+    message_1_sent: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, s.value) for s in RecipientState)
+
+    @property
+    def pending(self) -> int:
+        """Recipients that still wait for one of their messages to be sent."""
+        return self.queued + self.replied
+
+    @property
+    def finished(self) -> int:
+        return sum(getattr(self, s.value) for s in FINAL_RECIPIENT_STATES)
+
+
+def is_complete(counts: CampaignCounts) -> bool:
+    """The completion rule (R1.2, R1.4, R2.3; properties P1, P2, P5).
+
+    A campaign is complete when no recipient is in a non-final state. The plan writes it as::
+
+        pending == 0 and (message_2_sent + no_interaction + failed) >= message_1_sent
+
+    which, with the states the plan did not have (opted_out, cancelled, done) and a contact
+    still waiting for its window counted as not finished (R1.4), is::
+
+        pending == 0 and awaiting_reply == 0
+        and message_2_sent + no_interaction + failed + opted_out + cancelled + done == total
+    """
+    return counts.total > 0 and counts.finished == counts.total
+
+
+def plan_formula_holds(counts: CampaignCounts) -> bool:
+    """The plan's formula verbatim (task 3.1), kept to prove it agrees with ``is_complete``."""
+    finals = (
+        counts.message_2_sent
+        + counts.no_interaction
+        + counts.failed
+        + counts.opted_out
+        + counts.cancelled
+        + counts.done
+    )
+    return counts.pending == 0 and counts.awaiting_reply == 0 and finals >= counts.message_1_sent
+
+
+def status_after_check(status: CampaignStatus, counts: CampaignCounts) -> CampaignStatus:
+    """What ``update_campaign_status`` moves a campaign to (R1.2, R1.4)."""
+    if status in (C.SENDING, C.PAUSED) and is_complete(counts):
+        return C.COMPLETED
+    return status

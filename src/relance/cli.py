@@ -1,0 +1,160 @@
+"""The ``relance`` command: up | api | worker | beat | migrate | demo | bench | apikey."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from relance.config import ConfigError, Settings, get_settings
+from relance.logs import configure_logging
+
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="relance: two-step WhatsApp campaigns that finish by themselves.",
+)
+apikey_cli = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+cli.add_typer(apikey_cli, name="apikey")
+
+
+def _settings() -> Settings:
+    """Read the configuration or stop with one line naming the bad variable."""
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        typer.echo(f"relance: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+def _not_yet(command: str) -> NoReturn:
+    typer.echo(f"relance {command}: not available yet in this version.", err=True)
+    raise typer.Exit(2)
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations (safe to run twice)."""
+    from relance.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+    typer.echo(f"database is up to date: {_redact(settings.effective_database_url)}")
+
+
+@cli.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="listen address (HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (PORT)")] = None,
+) -> None:
+    """Run the HTTP server (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "relance.api:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery worker (extra arguments go to celery)."""
+    settings = _settings()
+    from relance.worker import celery_app
+
+    pool = ["--pool=threads", "--concurrency=4"] if settings.is_embedded else []
+    celery_app.worker_main(["worker", "--loglevel", settings.log_level, *pool, *ctx.args])
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Run Celery Beat: exactly one per deployment (two would tick every task twice)."""
+    settings = _settings()
+    from relance.worker import celery_app
+
+    celery_app.start(["beat", "--loglevel", settings.log_level, *ctx.args])
+
+
+@cli.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="listen address (HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (PORT)")] = None,
+) -> None:
+    """API + worker + Beat in one process group; migrations applied first."""
+    settings = _settings()
+    import importlib
+
+    try:
+        run_stack = importlib.import_module("relance.runner").run_stack
+    except ImportError:
+        _not_yet("up")
+
+    raise typer.Exit(run_stack(settings, host=host, port=port))
+
+
+@cli.command()
+def demo() -> None:
+    """Seed contacts, launch a campaign on the simulator, follow it to completed."""
+    settings = _settings()
+    import importlib
+
+    try:
+        run_demo = importlib.import_module("relance.demo").run_demo
+    except ImportError:
+        _not_yet("demo")
+
+    raise typer.Exit(run_demo(settings))
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """The benchmark harness of SPEC section 8 (see --help of relance.bench)."""
+    _settings()
+    import importlib
+
+    try:
+        harness = importlib.import_module("relance.bench.harness")
+    except ImportError:
+        _not_yet("bench")
+    raise typer.Exit(harness.main(ctx.args))
+
+
+@apikey_cli.command("create")
+def apikey_create(name: Annotated[str, typer.Option(help="a label for the key")] = "") -> None:
+    """Create an API key; the key is printed alone on the last line of stdout."""
+    from relance.auth import create_api_key
+    from relance.db import session_scope
+    from relance.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+    with session_scope(settings) as session:
+        key = create_api_key(session, name)
+    typer.echo(f"API key '{name or 'unnamed'}' created; it is shown once:", err=True)
+    typer.echo(key)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        cli()
+    except ConfigError as exc:
+        print(f"relance: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,213 @@
+"""One Settings class: every environment variable of SPEC section 4, all optional.
+
+With nothing set, relance runs embedded: a SQLite file and a filesystem broker under
+``RELANCE_DATA_DIR`` (default ``./.relance``) and the ``simulator`` provider.
+"""
+
+from __future__ import annotations
+
+import functools
+import zoneinfo
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["simulator", "meta", "wassenger", "twilio"]
+
+
+class ConfigError(Exception):
+    """An invalid environment variable; the message is one line naming it."""
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, populate_by_name=True
+    )
+
+    data_dir: Path = Field(default=Path(".relance"), validation_alias="RELANCE_DATA_DIR")
+    database_url: str = ""
+    broker_url: str = ""
+    redis_url: str = Field(default="", description="pacing store; defaults to BROKER_URL if redis")
+    provider: ProviderName = Field(default="simulator", validation_alias="RELANCE_PROVIDER")
+
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_api_version: str = "v21.0"
+    meta_phone_number_id: str = ""
+    meta_access_token: str = ""
+    meta_app_secret: str = "relance-simulator-secret"
+    meta_verify_token: str = ""
+    wassenger_api_url: str = "https://api.wassenger.com"
+    wassenger_api_key: str = ""
+    wassenger_webhook_secret: str = ""
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""
+
+    # Anti-ban pacing, per sender (one WhatsApp number), across all workers.
+    send_delay_seconds: float = Field(default=5.0, ge=0)
+    batch_size: int = Field(default=50, ge=1)
+    batch_pause_seconds: float = Field(default=60.0, ge=0)
+    daily_quota: int = Field(default=1000, ge=0, description="0 means no quota")
+    max_sends_per_second: float = Field(default=80.0, ge=0, description="0 means no ceiling")
+    pacing_timezone: str = "UTC"
+    max_attempts: int = Field(default=5, ge=1)
+    sending_grace_seconds: float = Field(default=600.0, ge=0)
+    unknown_outcome_policy: Literal["fail", "resend"] = "fail"
+
+    reply_window_seconds: int = Field(default=86400, gt=0)
+    check_sending_interval_seconds: float = Field(default=120.0, gt=0)
+    check_expired_interval_seconds: float = Field(default=60.0, gt=0)
+    recover_interval_seconds: float = Field(default=60.0, gt=0)
+    dispatch_interval_seconds: float = Field(default=5.0, gt=0)
+    status_check_countdown_seconds: float = Field(default=5.0, ge=0, le=10)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = ""
+    default_region: str = "FR"
+    stop_keywords: str = "STOP,ARRET,UNSUBSCRIBE"
+
+    simulator_reply_rate: float = Field(default=0.5, ge=0, le=1)
+    simulator_failure_rate: float = Field(default=0.05, ge=0, le=1)
+    simulator_min_delay_seconds: float = Field(default=0.2, ge=0)
+    simulator_max_delay_seconds: float = Field(default=2.0, ge=0)
+    simulator_drop_rate: float = Field(
+        default=0.0, ge=0, le=1, description="share of webhooks never delivered (tests E3)"
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        return v and _check_url(v, ("sqlite", "postgresql", "postgresql+psycopg", "postgres"))
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        schemes = ("filesystem", "redis", "rediss", "amqp", "pyamqp", "memory")
+        return v and _check_url(v, schemes)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str) -> str:
+        return v and _check_url(v, ("redis", "rediss"))
+
+    @field_validator("meta_graph_url", "wassenger_api_url", "twilio_api_url", "public_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return v and _check_url(v, ("http", "https"))
+
+    @field_validator("pacing_timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown time zone") from exc
+        return v
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        import phonenumbers
+
+        v = v.upper()
+        if v not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("unknown region code (expected e.g. FR, US, GB)")
+        return v
+
+    @model_validator(mode="after")
+    def _simulator_delays(self) -> Settings:
+        if self.simulator_max_delay_seconds < self.simulator_min_delay_seconds:
+            raise ValueError("SIMULATOR_MAX_DELAY_SECONDS: must be >= SIMULATOR_MIN_DELAY_SECONDS")
+        return self
+
+    # Derived values -------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{(self.data_dir / 'relance.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def pacing_redis_url(self) -> str:
+        """Redis holds the shared limiter when there is one; else the database does."""
+        if self.redis_url:
+            return self.redis_url
+        if self.effective_broker_url.startswith(("redis://", "rediss://")):
+            return self.effective_broker_url
+        return ""
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def stop_keyword_set(self) -> frozenset[str]:
+        from relance.contacts.domain import fold_keyword
+
+        return frozenset(fold_keyword(k) for k in self.stop_keywords.split(",") if k.strip())
+
+    @property
+    def sender_key(self) -> str:
+        """The WhatsApp number whose pace is shared by every worker."""
+        number = {
+            "meta": self.meta_phone_number_id,
+            "twilio": self.twilio_from,
+            "wassenger": self.wassenger_api_key[:8],
+        }.get(self.provider, "")
+        return f"{self.provider}:{number or 'default'}"
+
+
+_FIELD_TO_ENV = {"data_dir": "RELANCE_DATA_DIR", "provider": "RELANCE_PROVIDER"}
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        name = str(loc[0]) if loc else ""
+        env = _FIELD_TO_ENV.get(name, name.upper())
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        got = err.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str | int | float) and env else ""
+        parts.append(f"{env}: {msg}{shown}" if env else msg)
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise ConfigError with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()

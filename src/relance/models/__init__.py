@@ -1,0 +1,30 @@
+"""The tables, one module per aggregate; importing this registers them all."""
+
+from relance.models.auth import ApiKey
+from relance.models.base import Base, utcnow
+from relance.models.campaigns import (
+    Campaign,
+    Message,
+    Recipient,
+    campaign_categories,
+    campaign_contacts,
+)
+from relance.models.contacts import Category, Contact, contact_categories
+from relance.models.events import InboundEvent
+from relance.models.pacing import SenderPacing
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Campaign",
+    "Category",
+    "Contact",
+    "InboundEvent",
+    "Message",
+    "Recipient",
+    "SenderPacing",
+    "campaign_categories",
+    "campaign_contacts",
+    "contact_categories",
+    "utcnow",
+]

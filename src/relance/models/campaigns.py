@@ -1,0 +1,173 @@
+"""Campaigns, their audience, recipients (campaign x contact) and messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from relance.campaigns.domain import CampaignStatus, MessageKind, MessageStatus, RecipientState
+from relance.models.base import Base, utcnow
+
+
+def _in(
+    column: str, enum: type[CampaignStatus | RecipientState | MessageStatus | MessageKind]
+) -> str:
+    return f"{column} IN ({', '.join(repr(e.value) for e in enum)})"
+
+
+campaign_categories = Table(
+    "campaign_categories",
+    Base.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("category_id", ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True),
+)
+
+campaign_contacts = Table(
+    "campaign_contacts",
+    Base.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+def _counter() -> Mapped[int]:
+    return mapped_column(Integer, default=0, server_default="0")
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(_in("status", CampaignStatus), name="status_valid"),
+        # R1.3: a completed campaign always has its completion time.
+        CheckConstraint(
+            "status <> 'completed' OR completed_at IS NOT NULL", name="completed_has_completed_at"
+        ),
+        CheckConstraint("reply_window_seconds > 0", name="reply_window_positive"),
+        Index("ix_campaigns_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    message_1: Mapped[str] = mapped_column(Text)
+    # Cloud API template for Message 1: {"name", "language", "parameters": [...]}.
+    message_1_template: Mapped[dict[str, Any] | None]
+    message_2: Mapped[str | None] = mapped_column(Text)
+    placeholder_defaults: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reply_window_seconds: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT.value)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    scheduled_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+
+    # O(1) statistics: every transition updates these in its own transaction.
+    total: Mapped[int] = _counter()
+    skipped_opted_out: Mapped[int] = _counter()
+    n_queued: Mapped[int] = _counter()
+    n_awaiting_reply: Mapped[int] = _counter()
+    n_replied: Mapped[int] = _counter()
+    n_message_2_sent: Mapped[int] = _counter()
+    n_no_interaction: Mapped[int] = _counter()
+    n_failed: Mapped[int] = _counter()
+    n_cancelled: Mapped[int] = _counter()
+    n_opted_out: Mapped[int] = _counter()
+    n_done: Mapped[int] = _counter()
+    message_1_sent: Mapped[int] = _counter()
+    delivered: Mapped[int] = _counter()
+    read: Mapped[int] = _counter()
+    interactions: Mapped[int] = _counter()
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        CheckConstraint(_in("state", RecipientState), name="state_valid"),
+        Index("ix_recipients_campaign_state", "campaign_id", "state"),
+        Index("ix_recipients_contact_state", "contact_id", "state"),
+        # The expiry sweep only looks at open windows: keep that index small.
+        Index(
+            "ix_recipients_open_windows",
+            "window_closes_at",
+            postgresql_where=text("state = 'awaiting_reply'"),
+            sqlite_where=text("state = 'awaiting_reply'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(20), default=RecipientState.QUEUED.value)
+    window_closes_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]
+    awaiting_reply_at: Mapped[datetime | None]
+    replied_at: Mapped[datetime | None]
+    message_2_sent_at: Mapped[datetime | None]
+    no_interaction_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    opted_out_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(_in("status", MessageStatus), name="status_valid"),
+        CheckConstraint(_in("kind", MessageKind), name="kind_valid"),
+        # The dispatcher's claim: Message 2 (priority 0) before Message 1, then launch order.
+        Index(
+            "ix_messages_dispatch",
+            "priority",
+            "campaign_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # Crash recovery looks for messages left in ``sending``.
+        Index(
+            "ix_messages_sending",
+            "claimed_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
+        Index("ix_messages_recipient", "recipient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(20), default=MessageStatus.PENDING.value)
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    attempts: Mapped[int] = _counter()
+    next_attempt_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    error_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]

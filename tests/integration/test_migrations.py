@@ -1,0 +1,87 @@
+"""The Alembic migration on PostgreSQL and SQLite: idempotent, reversible, constrained."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from relance.db import engine_for
+from relance.migrate import downgrade, upgrade
+
+TABLES = {
+    "contacts",
+    "categories",
+    "contact_categories",
+    "campaigns",
+    "campaign_categories",
+    "campaign_contacts",
+    "recipients",
+    "messages",
+    "inbound_events",
+    "api_keys",
+    "sender_pacing",
+}
+
+
+def test_migrate_twice_then_downgrade_base(database_url: str) -> None:
+    upgrade(url=database_url)  # already at head: changes nothing
+    upgrade(url=database_url)
+    engine = engine_for(database_url)
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    indexes = {ix["name"] for ix in inspect(engine).get_indexes("recipients")}
+    assert {"ix_recipients_campaign_state", "ix_recipients_open_windows"} <= indexes
+    downgrade(database_url)
+    engine.dispose()
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    upgrade(url=database_url)
+    assert set(inspect(engine).get_table_names()) >= TABLES
+
+
+def test_relance_migrate_on_new_sqlite_file(tmp_path: Path) -> None:
+    env = {**os.environ, "RELANCE_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DATABASE_URL", None)
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "relance", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "database is up to date" in proc.stdout
+    engine = engine_for(f"sqlite:///{(tmp_path / 'data' / 'relance.db').resolve()}")
+    assert set(inspect(engine).get_table_names()) >= TABLES
+
+
+def _insert_campaign(url: str, status: str, completed_at: str | None) -> None:
+    with engine_for(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaigns (name, message_1, reply_window_seconds, status, "
+                "placeholder_defaults, created_at, updated_at, completed_at) VALUES "
+                "('c', 'hi', 60, :status, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, "
+                + ("CURRENT_TIMESTAMP" if completed_at else "NULL")
+                + ")"
+            ),
+            {"status": status},
+        )
+
+
+def test_completed_campaign_needs_completed_at(database_url: str) -> None:
+    """R1.3 at the database level: the CHECK refuses a completed campaign without its time."""
+    with pytest.raises(IntegrityError, match="completed_has_completed_at"):
+        _insert_campaign(database_url, "completed", None)
+    _insert_campaign(database_url, "completed", "now")
+    _insert_campaign(database_url, "sending", None)
+    with engine_for(database_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM campaigns")).scalar_one() == 2
+    with pytest.raises(IntegrityError, match="status_valid"):
+        _insert_campaign(database_url, "finished", "now")
