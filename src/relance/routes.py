@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
+
 from fastapi import FastAPI
+
+# Feature routers, each a module exposing ``router``; listed here and nowhere else.
+ROUTER_MODULES = (
+    "relance.contacts.endpoints",
+    "relance.contacts.category_endpoints",
+    "relance.campaigns.endpoints",
+    "relance.providers.endpoints",
+    "relance.web.pages",
+)
 
 
 def include_routes(app: FastAPI) -> None:
-    pass
+    for name in ROUTER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real import error inside the module must not hide
+                raise
+            continue
+        app.include_router(module.router)
