@@ -1,0 +1,245 @@
+"""WhatsApp Cloud API (Meta) adapter: the send side.
+
+``POST {META_GRAPH_URL}/{META_API_VERSION}/{META_PHONE_NUMBER_ID}/messages`` with a bearer token.
+Graph API errors (``{"error": {"code", "message", "error_subcode", "error_data"}}``) are mapped
+once, here, onto the three errors the engine knows (see ``error_for``). The webhook side lives in
+``meta_webhooks.py``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from relance.config import Settings
+from relance.providers.base import (
+    OutboundMessage,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RetryableError,
+    SendResult,
+)
+
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+# 131048: Meta saw this number's messages flagged as spam; sending again soon makes it worse,
+# so the sender keeps quiet for an hour unless the response says otherwise.
+SPAM_BACKOFF_SECONDS = 3600.0
+
+# 130429 throughput (80 msg/s per number), 131056 pair rate (one user, ~1 msg / 6 s),
+# 80007 WABA rate limit, 4 app-level API call limit.
+RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131056})
+SPAM_CODES = frozenset({131048})
+# Nothing sent from this number can go until a human fixes the account: token, permissions,
+# lock, payment, registration.
+SENDER_STOP_CODES = frozenset({0, 3, 10, 190, 368, 131005, 131031, 131042, 131045, 133010})
+# Meta's side failed (1 unknown, 2 service, 131000 something went wrong, 131016 / 133004
+# service temporarily unavailable).
+RETRYABLE_CODES = frozenset({1, 2, 131000, 131016, 133004})
+# This message to this recipient will never go: undeliverable, outside the 24 h window,
+# marketing refused, or a request Meta rejects as invalid.
+PERMANENT_CODES = frozenset(
+    {
+        100,
+        470,
+        131008,
+        131009,
+        131021,
+        131026,
+        131030,
+        131047,
+        131049,
+        131050,
+        131051,
+        131052,
+        131053,
+        132000,
+        132001,
+        132005,
+        132007,
+        132012,
+        132015,
+        132016,
+    }
+)
+
+
+class MetaProvider:
+    """Sends texts and templates through the WhatsApp Cloud API."""
+
+    name = "meta"
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.Client | None = None,
+        *,
+        timeout: httpx.Timeout | float | None = None,
+    ) -> None:
+        self._settings = settings
+        self._owns_client = client is None
+        # One client per provider: keep-alive connections to graph.facebook.com are reused.
+        self._client = client or httpx.Client(timeout=timeout or DEFAULT_TIMEOUT)
+
+    @property
+    def messages_url(self) -> str:
+        s = self._settings
+        base = s.meta_graph_url.rstrip("/")
+        return f"{base}/{s.meta_api_version}/{s.meta_phone_number_id}/messages"
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Send one message; answer the ``wamid`` or raise a typed ProviderError."""
+        s = self._settings
+        if not s.meta_access_token or not s.meta_phone_number_id:
+            raise PermanentError(
+                "config",
+                "META_ACCESS_TOKEN and META_PHONE_NUMBER_ID must be set to send with Meta",
+                stops_sender=True,
+            )
+        body = request_body(message)
+        headers = {"Authorization": f"Bearer {s.meta_access_token}"}
+        try:
+            response = self._client.post(self.messages_url, json=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise _transport_error(exc) from exc
+        except httpx.TransportError as exc:
+            raise RetryableError("network", f"{type(exc).__name__}: {exc}") from exc
+        if response.is_success:
+            return SendResult(provider_message_id=_message_id(response))
+        raise error_for(response)
+
+    def close(self) -> None:
+        """Close the HTTP client if this provider created it."""
+        if self._owns_client:
+            self._client.close()
+
+
+def request_body(message: OutboundMessage) -> dict[str, Any]:
+    """The Cloud API JSON for one text or template message."""
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "".join(ch for ch in message.to if ch.isdigit()),
+        # Echoed back in status webhooks, so a status finds our message even before the
+        # wamid is stored (a webhook can beat the send's own commit).
+        "biz_opaque_callback_data": str(message.message_id),
+    }
+    if message.template is None:
+        body["type"] = "text"
+        body["text"] = {"body": message.text, "preview_url": False}
+        return body
+    body["type"] = "template"
+    body["template"] = _template(message.template)
+    return body
+
+
+def _template(template: Mapping[str, Any]) -> dict[str, Any]:
+    name = template.get("name")
+    language = template.get("language")
+    if not isinstance(name, str) or not name or not isinstance(language, str) or not language:
+        raise PermanentError("template", "a template needs a non-empty 'name' and 'language'")
+    parameters = template.get("parameters") or []
+    if not isinstance(parameters, list):
+        raise PermanentError("template", "template 'parameters' must be a list of strings")
+    result: dict[str, Any] = {"name": name, "language": {"code": language}}
+    if parameters:
+        result["components"] = [
+            {"type": "body", "parameters": [{"type": "text", "text": str(p)} for p in parameters]}
+        ]
+    return result
+
+
+def _message_id(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+        wamid = payload["messages"][0]["id"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        wamid = None
+    if not isinstance(wamid, str) or not wamid:
+        # Accepted but unreadable: the outcome is unknown, which the engine treats like a
+        # timeout (its unknown-outcome policy decides), rather than a certain failure.
+        raise RetryableError("bad_response", f"no messages[0].id in: {response.text[:200]}")
+    return wamid
+
+
+def error_for(response: httpx.Response) -> ProviderError:
+    """Map a failed Graph API response onto RateLimited, RetryableError or PermanentError."""
+    status = response.status_code
+    error = _graph_error(response)
+    code = _int(error.get("code"))
+    label = str(code) if code is not None else f"http_{status}"
+    text = _error_text(error, response)
+    retry_after = retry_after_seconds(response.headers)
+    if code in SPAM_CODES:
+        return RateLimited(label, text, retry_after or SPAM_BACKOFF_SECONDS)
+    if code in RATE_LIMIT_CODES or status == 429:
+        return RateLimited(label, text, retry_after)
+    if code is not None and (code in SENDER_STOP_CODES or 200 <= code <= 299):
+        return PermanentError(label, text, stops_sender=True)
+    if code in RETRYABLE_CODES or status >= 500 or status == 408:
+        return RetryableError(label, text)
+    if code in PERMANENT_CODES:
+        return PermanentError(label, text)
+    if status in (401, 403):
+        return PermanentError(label, text, stops_sender=True)
+    return PermanentError(label, text)
+
+
+def _graph_error(response: httpx.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _error_text(error: Mapping[str, Any], response: httpx.Response) -> str:
+    message = error.get("message")
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
+    parts = [str(message)] if message else []
+    if details and details != message:
+        parts.append(str(details))
+    if error.get("fbtrace_id"):
+        parts.append(f"fbtrace_id={error['fbtrace_id']}")
+    return " | ".join(parts) or f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _transport_error(exc: httpx.TimeoutException) -> RetryableError:
+    # A connect timeout means nothing left; a read timeout means Meta may have sent it.
+    if isinstance(exc, httpx.ConnectTimeout):
+        return RetryableError("connect_timeout", f"could not connect within the timeout: {exc}")
+    return RetryableError("timeout", f"{type(exc).__name__}: no answer within the timeout")
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The ``Retry-After`` header in seconds (delta or HTTP date), or None."""
+    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,1 @@
+"""Local fakes that speak providers' real wire formats."""

@@ -1,0 +1,325 @@
+"""MetaProvider against a local fake Graph API: request shape, parsed wamid, every error mapping."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relance.config import Settings
+from relance.providers.base import (
+    OutboundMessage,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RetryableError,
+)
+from relance.providers.meta import SPAM_BACKOFF_SECONDS, MetaProvider
+from tests.fakes.http_server import FakeHttpServer, FakeResponse
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "meta"
+PHONE_NUMBER_ID = "106540352242922"
+TOKEN = "EAAG-test-token"
+WAMID = "wamid.HBgLMzM2MTIzNDU2NzgVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def graph_error(code: int, message: str = "error", **extra: Any) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "OAuthException", "code": code, **extra}}
+
+
+def settings_for(url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "meta_graph_url": url,
+        "meta_api_version": "v21.0",
+        "meta_phone_number_id": PHONE_NUMBER_ID,
+        "meta_access_token": TOKEN,
+    }
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture(scope="module")
+def running_server() -> Iterator[FakeHttpServer]:
+    with FakeHttpServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def server(running_server: FakeHttpServer) -> FakeHttpServer:
+    running_server.reset()
+    return running_server
+
+
+@pytest.fixture
+def provider(server: FakeHttpServer) -> Iterator[MetaProvider]:
+    meta = MetaProvider(settings_for(server.url))
+    yield meta
+    meta.close()
+
+
+TEXT = OutboundMessage(message_id=42, to="+33612345678", text="Bonjour Ana")
+
+
+def send_expecting(
+    provider: MetaProvider, server: FakeHttpServer, response: FakeResponse
+) -> ProviderError:
+    server.respond(response)
+    with pytest.raises(ProviderError) as caught:
+        provider.send(TEXT)
+    return caught.value
+
+
+def test_text_message_request_and_parsed_wamid(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    server.respond(FakeResponse(200, json=fixture("send_response.json")))
+
+    result = provider.send(TEXT)
+
+    assert result.provider_message_id == WAMID
+    [request] = server.requests
+    assert request.method == "POST"
+    assert request.path == f"/v21.0/{PHONE_NUMBER_ID}/messages"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "33612345678",
+        "biz_opaque_callback_data": "42",
+        "type": "text",
+        "text": {"body": "Bonjour Ana", "preview_url": False},
+    }
+
+
+def test_template_message_carries_body_parameters(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    server.respond(FakeResponse(200, json=fixture("send_response.json")))
+    message = OutboundMessage(
+        message_id=7,
+        to="+14155550123",
+        text="ignored for templates",
+        template={"name": "relance_1", "language": "fr", "parameters": ["Ana", "lundi"]},
+    )
+
+    provider.send(message)
+
+    body = server.requests[0].json()
+    assert body["type"] == "template"
+    assert "text" not in body
+    assert body["biz_opaque_callback_data"] == "7"
+    assert body["to"] == "14155550123"
+    assert body["template"] == {
+        "name": "relance_1",
+        "language": {"code": "fr"},
+        "components": [
+            {
+                "type": "body",
+                "parameters": [{"type": "text", "text": "Ana"}, {"type": "text", "text": "lundi"}],
+            }
+        ],
+    }
+
+
+def test_template_without_parameters_sends_no_components(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    server.respond(FakeResponse(200, json=fixture("send_response.json")))
+    template = {"name": "hello_world", "language": "en_US", "parameters": []}
+
+    provider.send(OutboundMessage(message_id=1, to="+33612345678", text="", template=template))
+
+    assert server.requests[0].json()["template"] == {
+        "name": "hello_world",
+        "language": {"code": "en_US"},
+    }
+
+
+def test_http_429_with_retry_after_is_rate_limited(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    error = send_expecting(
+        provider, server, FakeResponse(429, json=graph_error(4), headers={"Retry-After": "7"})
+    )
+
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == 7
+
+
+def test_throughput_limit_130429_is_rate_limited(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(400, json=fixture("error_130429.json")))
+
+    assert isinstance(error, RateLimited)
+    assert error.code == "130429"
+    assert error.retry_after is None
+    assert "throughput" in error.text
+
+
+@pytest.mark.parametrize("code", [131056, 80007, 4])
+def test_other_rate_limits(provider: MetaProvider, server: FakeHttpServer, code: int) -> None:
+    error = send_expecting(provider, server, FakeResponse(400, json=graph_error(code)))
+
+    assert isinstance(error, RateLimited)
+    assert error.code == str(code)
+
+
+def test_spam_rate_limit_131048_backs_off_for_long(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(400, json=graph_error(131048)))
+
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == SPAM_BACKOFF_SECONDS >= 3600
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (500, {"error": {"message": "An unknown error occurred", "code": 1}}),
+        (500, graph_error(131000, "Something went wrong")),
+        (503, graph_error(133004, "Server temporarily unavailable")),
+        (400, graph_error(131016, "Service unavailable")),
+        (502, None),
+    ],
+)
+def test_server_side_failures_are_retryable(
+    provider: MetaProvider, server: FakeHttpServer, status: int, body: Any
+) -> None:
+    response = FakeResponse(status, json=body, text="Bad Gateway")
+
+    error = send_expecting(provider, server, response)
+
+    assert type(error) is RetryableError
+
+
+def test_timeout_is_retryable(server: FakeHttpServer) -> None:
+    server.respond(FakeResponse(200, json=fixture("send_response.json"), delay=5))
+    provider = MetaProvider(settings_for(server.url), timeout=0.2)
+
+    with pytest.raises(RetryableError) as caught:
+        provider.send(TEXT)
+    provider.close()
+
+    assert type(caught.value) is RetryableError
+    assert caught.value.code == "timeout"
+
+
+def test_connection_refused_is_retryable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    provider = MetaProvider(settings_for(f"http://127.0.0.1:{closed_port}"), timeout=2)
+
+    with pytest.raises(RetryableError) as caught:
+        provider.send(TEXT)
+    provider.close()
+
+    assert type(caught.value) is RetryableError
+    assert caught.value.code == "network"
+
+
+def test_undeliverable_131026_fails_the_recipient_only(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(400, json=fixture("error_131026.json")))
+
+    assert isinstance(error, PermanentError)
+    assert error.code == "131026"
+    assert error.stops_sender is False
+    assert "Undeliverable" in error.text
+
+
+@pytest.mark.parametrize("code", [131047, 470, 100, 131008, 131009, 131051, 132000, 132001])
+def test_invalid_or_out_of_window_is_permanent(
+    provider: MetaProvider, server: FakeHttpServer, code: int
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(400, json=graph_error(code)))
+
+    assert isinstance(error, PermanentError)
+    assert error.stops_sender is False
+
+
+def test_expired_token_190_stops_the_sender(provider: MetaProvider, server: FakeHttpServer) -> None:
+    error = send_expecting(provider, server, FakeResponse(401, json=fixture("error_190.json")))
+
+    assert isinstance(error, PermanentError)
+    assert error.code == "190"
+    assert error.stops_sender is True
+    assert "access token" in error.text
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, 10), (403, 200), (403, 294), (400, 131031)])
+def test_account_level_errors_stop_the_sender(
+    provider: MetaProvider, server: FakeHttpServer, status: int, code: int
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(status, json=graph_error(code)))
+
+    assert isinstance(error, PermanentError)
+    assert error.stops_sender is True
+
+
+def test_unauthorized_without_a_graph_body_stops_the_sender(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(401, text="Unauthorized"))
+
+    assert isinstance(error, PermanentError)
+    assert error.stops_sender is True
+    assert error.code == "http_401"
+
+
+def test_unknown_client_error_is_permanent_for_the_recipient(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(400, json=graph_error(999999)))
+
+    assert isinstance(error, PermanentError)
+    assert error.stops_sender is False
+
+
+def test_success_without_an_id_is_an_unknown_outcome(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    error = send_expecting(provider, server, FakeResponse(200, json={"messages": []}))
+
+    assert type(error) is RetryableError
+    assert error.code == "bad_response"
+
+
+def test_missing_credentials_stop_the_sender_without_a_request(server: FakeHttpServer) -> None:
+    provider = MetaProvider(settings_for(server.url, meta_access_token=""))
+
+    with pytest.raises(PermanentError) as caught:
+        provider.send(TEXT)
+    provider.close()
+
+    assert caught.value.stops_sender is True
+    assert "META_ACCESS_TOKEN" in caught.value.text
+    assert server.requests == []
+
+
+def test_one_client_serves_every_send_and_an_injected_one_is_left_open(
+    server: FakeHttpServer,
+) -> None:
+    server.reset(default=FakeResponse(200, json=fixture("send_response.json")))
+    client = httpx.Client(timeout=5)
+    provider = MetaProvider(settings_for(server.url), client)
+
+    provider.send(TEXT)
+    provider.send(TEXT)
+    provider.close()
+
+    assert len(server.requests) == 2
+    assert not client.is_closed
+    client.close()
