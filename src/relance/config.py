@@ -24,7 +24,8 @@ class ConfigError(Exception):
 
 def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+    serverless = parts.scheme in ("filesystem", "memory")
+    if parts.scheme not in schemes or not (parts.netloc or parts.path or serverless):
         raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
     return value
 

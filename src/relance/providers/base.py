@@ -23,6 +23,8 @@ class OutboundMessage:
     to: str  # E.164
     text: str
     template: dict[str, Any] | None = None  # {"name", "language", "parameters": [str, ...]}
+    # Message 2 answers a contact who just wrote: it is inside WhatsApp's 24 h service window.
+    kind: Literal["message_1", "message_2"] = "message_1"
 
 
 @dataclass(frozen=True)

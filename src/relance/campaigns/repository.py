@@ -1,0 +1,335 @@
+"""The campaign SQL: set-based fan-out, compare-and-set transitions, O(1) counters, claims."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from relance.campaigns.domain import (
+    OPEN_RECIPIENT_STATES,
+    CampaignCounts,
+    CampaignStatus,
+    MessageKind,
+    MessageStatus,
+    RecipientState,
+)
+from relance.models import (
+    Campaign,
+    Contact,
+    Message,
+    Recipient,
+    campaign_categories,
+    campaign_contacts,
+    contact_categories,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_COUNTERS = {state: f"n_{state.value}" for state in RecipientState}
+MESSAGE_COUNTERS = ("message_1_sent", "delivered", "read", "interactions")
+OPEN_STATE_VALUES = tuple(s.value for s in OPEN_RECIPIENT_STATES)
+PRIORITY = {MessageKind.MESSAGE_2: 0, MessageKind.MESSAGE_1: 1}
+
+
+class Deltas:
+    """Counter changes gathered during one transaction, applied once per campaign."""
+
+    def __init__(self) -> None:
+        self.by_campaign: dict[int, Counter[str]] = {}
+
+    def moved(self, campaign_id: int, old: RecipientState, new: RecipientState, n: int = 1) -> None:
+        c = self.by_campaign.setdefault(campaign_id, Counter())
+        c[STATE_COUNTERS[old]] -= n
+        c[STATE_COUNTERS[new]] += n
+
+    def add(self, campaign_id: int, counter: str, n: int = 1) -> None:
+        self.by_campaign.setdefault(campaign_id, Counter())[counter] += n
+
+    def campaigns(self) -> list[int]:
+        return sorted(self.by_campaign)
+
+
+def apply_deltas(session: Session, deltas: Deltas) -> None:
+    # Campaigns in id order: two transactions touching the same rows lock them in one order.
+    for campaign_id in deltas.campaigns():
+        changes = {k: v for k, v in deltas.by_campaign[campaign_id].items() if v}
+        if changes:
+            cols = Campaign.__table__.c
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values({name: cols[name] + delta for name, delta in changes.items()})
+                .execution_options(synchronize_session=False)
+            )
+
+
+def open_recipients_expr() -> Any:
+    c = Campaign.__table__.c
+    return c.n_queued + c.n_awaiting_reply + c.n_replied
+
+
+def try_complete(session: Session, campaign_id: int, now: datetime) -> bool:
+    """Complete the campaign if no recipient is open: one compare-and-set on one row (R1.2/R1.3).
+
+    Two transactions finishing the last recipients both run this; the row lock taken by their
+    counter updates orders them, and only the second sees zero open recipients.
+    """
+    result = session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status.in_([CampaignStatus.SENDING.value, CampaignStatus.PAUSED.value]),
+            Campaign.total > 0,
+            open_recipients_expr() == 0,
+        )
+        .values(status=CampaignStatus.COMPLETED.value, completed_at=now, status_reason=None)
+        .execution_options(synchronize_session=False)
+    )
+    done = bool(result.rowcount)  # type: ignore[attr-defined]
+    if done:
+        log.info("campaign completed", extra={"campaign_id": campaign_id})
+    return done
+
+
+def counts_of(campaign: Campaign) -> CampaignCounts:
+    return CampaignCounts(
+        **{state.value: getattr(campaign, STATE_COUNTERS[state]) for state in RecipientState},
+        message_1_sent=campaign.message_1_sent,
+    )
+
+
+def recount(session: Session, campaign_id: int) -> dict[str, int]:
+    """Every counter recomputed from the rows (the reconciliation's truth)."""
+    out = {name: 0 for name in STATE_COUNTERS.values()}
+    rows = session.execute(
+        select(Recipient.state, func.count())
+        .where(Recipient.campaign_id == campaign_id)
+        .group_by(Recipient.state)
+    )
+    for state, n in rows:
+        out[STATE_COUNTERS[RecipientState(state)]] = n
+    m1 = and_(Message.campaign_id == campaign_id, Message.kind == MessageKind.MESSAGE_1.value)
+    out["message_1_sent"] = (
+        session.scalar(select(func.count()).where(m1, Message.sent_at.is_not(None))) or 0
+    )
+    out["delivered"] = (
+        session.scalar(select(func.count()).where(m1, Message.delivered_at.is_not(None))) or 0
+    )
+    out["read"] = session.scalar(select(func.count()).where(m1, Message.read_at.is_not(None))) or 0
+    out["interactions"] = (
+        session.scalar(
+            select(func.count()).where(
+                Recipient.campaign_id == campaign_id, Recipient.replied_at.is_not(None)
+            )
+        )
+        or 0
+    )
+    out["total"] = sum(out[name] for name in STATE_COUNTERS.values())
+    return out
+
+
+def audience_query(campaign_id: int) -> Any:
+    """Contact ids of a campaign's audience, each once, opted-out ones included."""
+    in_categories = select(contact_categories.c.contact_id).where(
+        contact_categories.c.category_id.in_(
+            select(campaign_categories.c.category_id).where(
+                campaign_categories.c.campaign_id == campaign_id
+            )
+        )
+    )
+    listed = select(campaign_contacts.c.contact_id).where(
+        campaign_contacts.c.campaign_id == campaign_id
+    )
+    return or_(Contact.id.in_(in_categories), Contact.id.in_(listed))
+
+
+def fan_out(session: Session, campaign_id: int, provider: str, now: datetime) -> tuple[int, int]:
+    """Create recipients and Message 1 rows with two INSERT ... SELECT (no per-contact loop)."""
+    audience = audience_query(campaign_id)
+    reachable = select(
+        literal(campaign_id, Recipient.campaign_id.type),
+        Contact.id,
+        literal(RecipientState.QUEUED.value, Recipient.state.type),
+        literal(now, Recipient.queued_at.type),
+    ).where(audience, Contact.opted_out_at.is_(None))
+    session.execute(
+        insert(Recipient).from_select(
+            ["campaign_id", "contact_id", "state", "queued_at"], reachable
+        )
+    )
+    # Counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here.
+    inserted = (
+        session.scalar(
+            select(func.count()).select_from(Recipient).where(Recipient.campaign_id == campaign_id)
+        )
+        or 0
+    )
+    session.execute(
+        insert(Message).from_select(
+            [
+                "recipient_id",
+                "campaign_id",
+                "kind",
+                "priority",
+                "status",
+                "provider",
+                "attempts",
+                "created_at",
+                "next_attempt_at",
+            ],
+            select(
+                Recipient.id,
+                Recipient.campaign_id,
+                literal(MessageKind.MESSAGE_1.value, Message.kind.type),
+                literal(PRIORITY[MessageKind.MESSAGE_1], Message.priority.type),
+                literal(MessageStatus.PENDING.value, Message.status.type),
+                literal(provider, Message.provider.type),
+                literal(0, Message.attempts.type),
+                literal(now, Message.created_at.type),
+                literal(now, Message.next_attempt_at.type),
+            ).where(Recipient.campaign_id == campaign_id),
+        )
+    )
+    skipped = (
+        session.scalar(
+            select(func.count())
+            .select_from(Contact)
+            .where(audience, Contact.opted_out_at.is_not(None))
+        )
+        or 0
+    )
+    return inserted, skipped
+
+
+def move_recipients(
+    session: Session,
+    where: Iterable[Any],
+    old: RecipientState,
+    new: RecipientState,
+    now: datetime,
+    deltas: Deltas,
+    **values: Any,
+) -> list[Any]:
+    """Compare-and-set ``old -> new`` on the matching recipients; counters follow the winners."""
+    stamp = f"{new.value}_at"
+    result = session.execute(
+        update(Recipient)
+        .where(Recipient.state == old.value, *where)
+        .values(state=new.value, **{stamp: now}, **values)
+        .returning(Recipient.id, Recipient.campaign_id, Recipient.contact_id)
+        .execution_options(synchronize_session=False)
+    )
+    rows = list(result)
+    per_campaign = Counter(row.campaign_id for row in rows)
+    for campaign_id, n in per_campaign.items():
+        deltas.moved(campaign_id, old, new, n)
+    return rows
+
+
+def insert_message_2(
+    session: Session, recipient_id: int, campaign_id: int, provider: str, now: datetime
+) -> int:
+    return int(
+        session.execute(
+            insert(Message)
+            .values(
+                recipient_id=recipient_id,
+                campaign_id=campaign_id,
+                kind=MessageKind.MESSAGE_2.value,
+                priority=PRIORITY[MessageKind.MESSAGE_2],
+                status=MessageStatus.PENDING.value,
+                provider=provider,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+            .returning(Message.id)
+        ).scalar_one()
+    )
+
+
+def sending_campaign_ids(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(Campaign.id)
+            .where(Campaign.status == CampaignStatus.SENDING.value)
+            .order_by(Campaign.started_at, Campaign.id)
+        )
+    )
+
+
+def claim_messages(
+    session: Session,
+    now: datetime,
+    limit: int,
+    message_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Claim up to ``limit`` due messages: ``pending -> sending`` by compare-and-set.
+
+    Message 2s first (a contact who answered is waiting), then Message 1s in campaign
+    launch order. On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several dispatchers claim
+    side by side without waiting on each other or claiming the same row; SQLite has one
+    writer at a time, so the compare-and-set alone is enough there.
+    """
+    due = and_(
+        Message.status == MessageStatus.PENDING.value,
+        or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+        Message.campaign_id.in_(
+            select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING.value)
+        ),
+    )
+    if message_ids is not None:
+        due = and_(due, Message.id.in_(message_ids))
+    candidates = (
+        select(Message.id)
+        .where(due)
+        .order_by(Message.priority, Message.campaign_id, Message.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(candidates))
+    if not ids:
+        return []
+    claimed = session.execute(
+        update(Message)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.PENDING.value)
+        .values(status=MessageStatus.SENDING.value, claimed_at=now, attempts=Message.attempts + 1)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(claimed.scalars())
+
+
+def outbound_rows(session: Session, message_ids: Sequence[int]) -> list[Row[Any]]:
+    """What the provider needs for each claimed message, in one query."""
+    return list(
+        session.execute(
+            select(
+                Message.id,
+                Message.kind,
+                Contact.phone,
+                Contact.first_name,
+                Contact.last_name,
+                Contact.attributes,
+                Campaign.message_1,
+                Campaign.message_1_template,
+                Campaign.message_2,
+                Campaign.placeholder_defaults,
+            )
+            .join(Recipient, Recipient.id == Message.recipient_id)
+            .join(Contact, Contact.id == Recipient.contact_id)
+            .join(Campaign, Campaign.id == Message.campaign_id)
+            .where(Message.id.in_(message_ids))
+        )
+    )
+
+
+def counter_values(campaign: Campaign) -> Mapping[str, int]:
+    names = [*STATE_COUNTERS.values(), *MESSAGE_COUNTERS, "total"]
+    return {name: int(getattr(campaign, name)) for name in names}

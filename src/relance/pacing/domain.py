@@ -1,0 +1,137 @@
+"""Anti-ban pacing arithmetic for one sender (one WhatsApp number). Pure: no I/O.
+
+The shared limiter (Redis or a database row) stores a ``PacingState`` per sender and applies
+``reserve`` atomically, so that every worker of every process draws from the same budget:
+
+* two sends are at least ``interval`` apart (``max(SEND_DELAY_SECONDS, 1/MAX_SENDS_PER_SECOND)``);
+* after every ``batch_size`` sends comes a pause of ``batch_pause`` seconds;
+* at most ``daily_quota`` sends per local day of ``timezone`` (0: no quota);
+* a rate-limit answer from the provider blocks the sender until ``blocked_until``.
+
+With every rule off (interval 0, no pause, no quota) a reservation grants a whole batch at once.
+"""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+WaitReason = Literal["delay", "batch_pause", "daily_quota", "rate_limited"]
+
+
+@dataclass(frozen=True)
+class PacingRules:
+    send_delay: float
+    batch_size: int
+    batch_pause: float
+    daily_quota: int = 0
+    max_per_second: float = 0.0
+    timezone: str = "UTC"
+
+    @property
+    def interval(self) -> float:
+        ceiling = 1.0 / self.max_per_second if self.max_per_second > 0 else 0.0
+        return max(self.send_delay, ceiling)
+
+    @property
+    def unpaced(self) -> bool:
+        return self.interval == 0 and self.batch_pause == 0
+
+
+@dataclass(frozen=True)
+class PacingState:
+    next_at: float = 0.0  # epoch seconds: the earliest time of the next grant
+    batch_count: int = 0  # grants in the current batch
+    day: str = ""  # local date of the quota window
+    day_count: int = 0
+    blocked_until: float = 0.0  # set by a provider rate limit
+    pause_reason: str = "delay"
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | bytes | None) -> PacingState:
+        return cls(**json.loads(raw)) if raw else cls()
+
+
+@dataclass(frozen=True)
+class Grant:
+    count: int
+    at: float  # when the granted sends may go (<= now + max_wait)
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: float
+    reason: WaitReason
+
+
+def local_day(ts: float, tz: str) -> str:
+    return datetime.fromtimestamp(ts, zoneinfo.ZoneInfo(tz)).date().isoformat()
+
+
+def next_midnight(ts: float, tz: str) -> float:
+    zone = zoneinfo.ZoneInfo(tz)
+    local = datetime.fromtimestamp(ts, zone)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+    return midnight.timestamp()
+
+
+def reserve(
+    state: PacingState, rules: PacingRules, now: float, max_wait: float, wanted: int = 1
+) -> tuple[Grant | Wait, PacingState]:
+    """Grant up to ``wanted`` sends at the earliest allowed time, or say how long to wait.
+
+    A grant may lie up to ``max_wait`` seconds ahead: the caller sleeps until ``Grant.at``,
+    while other workers get the slots after it. Nothing is granted beyond ``max_wait``.
+    """
+    at = max(now, state.next_at, state.blocked_until)
+    day, day_count = state.day, state.day_count
+    if local_day(at, rules.timezone) != day:
+        day, day_count = local_day(at, rules.timezone), 0
+    if rules.daily_quota and day_count >= rules.daily_quota:
+        return Wait(next_midnight(at, rules.timezone), "daily_quota"), state
+    if at - now > max_wait:
+        blocked = state.blocked_until >= at
+        reason: WaitReason = "rate_limited" if blocked else _reason(state)
+        return Wait(at, reason), state
+
+    count = 1 if rules.interval > 0 else max(1, wanted)
+    count = min(count, rules.batch_size - state.batch_count)
+    if rules.daily_quota:
+        count = min(count, rules.daily_quota - day_count)
+    batch_count = state.batch_count + count
+    next_at = at + rules.interval
+    pause_reason = "delay"
+    if batch_count >= rules.batch_size:
+        batch_count = 0
+        if rules.batch_pause > 0:
+            next_at = at + max(rules.batch_pause, rules.interval)
+            pause_reason = "batch_pause"
+    new_state = replace(
+        state,
+        next_at=next_at,
+        batch_count=batch_count,
+        day=day,
+        day_count=day_count + count,
+        pause_reason=pause_reason,
+    )
+    return Grant(count, at), new_state
+
+
+def _reason(state: PacingState) -> WaitReason:
+    return "batch_pause" if state.pause_reason == "batch_pause" else "delay"
+
+
+def refund(state: PacingState, unused: int) -> PacingState:
+    """Give back granted sends that found nothing to send (unpaced mode only)."""
+    return replace(state, day_count=max(0, state.day_count - unused))
+
+
+def block(state: PacingState, until: float) -> PacingState:
+    """A provider rate limit: no grant before ``until``."""
+    return replace(state, blocked_until=max(state.blocked_until, until))

@@ -1,0 +1,150 @@
+"""The shared limiter: one pacing state per sender, updated atomically by every worker.
+
+Redis in production (WATCH/MULTI optimistic transaction around the pure ``reserve``), a database
+row otherwise (row lock on PostgreSQL, the single writer lock on SQLite). When the store is
+unreachable the limiter raises ``LimiterUnavailable``: callers stop sending and try later.
+It never fails open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from relance.config import Settings
+from relance.db import session_scope
+from relance.models import SenderPacing
+from relance.pacing.domain import Grant, PacingRules, PacingState, Wait, block, refund, reserve
+
+
+class LimiterUnavailable(Exception):
+    """The pacing store cannot be reached: nothing may be sent until it can."""
+
+
+def rules_from(settings: Settings) -> PacingRules:
+    return PacingRules(
+        send_delay=settings.send_delay_seconds,
+        batch_size=settings.batch_size,
+        batch_pause=settings.batch_pause_seconds,
+        daily_quota=settings.daily_quota,
+        max_per_second=settings.max_sends_per_second,
+        timezone=settings.pacing_timezone,
+    )
+
+
+Update = Callable[[PacingState], tuple[Grant | Wait | None, PacingState]]
+
+
+class Limiter(Protocol):
+    rules: PacingRules
+
+    def _update(self, fn: Update) -> Grant | Wait | None: ...
+
+    def state(self) -> PacingState: ...
+
+
+class _Operations:
+    rules: PacingRules
+
+    def _update(self, fn: Update) -> Grant | Wait | None:
+        raise NotImplementedError
+
+    def reserve(self, max_wait: float, wanted: int = 1, now: float | None = None) -> Grant | Wait:
+        at = time.time() if now is None else now
+        decision = self._update(lambda s: reserve(s, self.rules, at, max_wait, wanted))
+        assert decision is not None
+        return decision
+
+    def refund(self, unused: int) -> None:
+        if unused > 0:
+            self._update(lambda s: (None, refund(s, unused)))
+
+    def block(self, until: float) -> None:
+        self._update(lambda s: (None, block(s, until)))
+
+
+class RedisLimiter(_Operations):
+    def __init__(self, url: str, sender: str, rules: PacingRules) -> None:
+        import redis
+
+        self.rules = rules
+        self.key = f"relance:pacing:{sender}"
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    def _update(self, fn: Update) -> Grant | Wait | None:
+        import redis
+
+        try:
+            with self._redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(self.key)
+                        decision, new_state = fn(PacingState.loads(pipe.get(self.key)))
+                        pipe.multi()
+                        # Keep the state a few days: long enough to hold the daily quota window.
+                        pipe.set(self.key, new_state.dumps(), ex=3 * 86400)
+                        pipe.execute()
+                        return decision
+                    except redis.WatchError:
+                        continue  # another worker reserved first: recompute on its result
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(f"pacing store (Redis) unreachable: {exc}") from exc
+
+    def state(self) -> PacingState:
+        import redis
+
+        try:
+            return PacingState.loads(self._redis.get(self.key))
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(str(exc)) from exc
+
+
+class DatabaseLimiter(_Operations):
+    def __init__(self, settings: Settings, sender: str, rules: PacingRules) -> None:
+        self.settings = settings
+        self.sender = sender
+        self.rules = rules
+
+    def _update(self, fn: Update) -> Grant | Wait | None:
+        try:
+            with session_scope(self.settings) as session:
+                dialect = session.get_bind().dialect.name
+                ins = pg_insert if dialect == "postgresql" else sqlite_insert
+                session.execute(
+                    ins(SenderPacing)
+                    .values(sender=self.sender, state=PacingState().dumps(), version=0)
+                    .on_conflict_do_nothing()
+                )
+                # FOR UPDATE serialises workers on PostgreSQL; SQLite's write lock already does.
+                row = session.scalars(
+                    select(SenderPacing).where(SenderPacing.sender == self.sender).with_for_update()
+                ).one()
+                decision, new_state = fn(PacingState.loads(row.state))
+                row.state = new_state.dumps()
+                row.version += 1
+                row.blocked_until = new_state.blocked_until
+                return decision
+        except Exception as exc:
+            raise LimiterUnavailable(f"pacing store (database) unavailable: {exc}") from exc
+
+    def state(self) -> PacingState:
+        with session_scope(self.settings) as session:
+            raw = session.scalar(
+                select(SenderPacing.state).where(SenderPacing.sender == self.sender)
+            )
+        return PacingState.loads(raw)
+
+
+AnyLimiter = RedisLimiter | DatabaseLimiter
+
+
+def make_limiter(settings: Settings) -> AnyLimiter:
+    rules = rules_from(settings)
+    if settings.pacing_redis_url:
+        return RedisLimiter(settings.pacing_redis_url, settings.sender_key, rules)
+    return DatabaseLimiter(settings, settings.sender_key, rules)

@@ -1,0 +1,51 @@
+"""Webhook endpoints: thin; verification and application live in relance.providers.webhooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
+
+from relance.config import get_settings
+from relance.db import session_scope
+from relance.providers import meta_webhooks
+from relance.providers.base import WebhookRejected
+from relance.providers.webhooks import apply_events, verify_and_parse
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+@router.get("/meta", response_class=PlainTextResponse)
+def meta_handshake(request: Request) -> str:
+    """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches."""
+    try:
+        return meta_webhooks.verify_handshake(
+            dict(request.query_params), get_settings().meta_verify_token
+        )
+    except WebhookRejected as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
+
+
+@router.post("/{provider}")
+async def receive(provider: str, request: Request) -> dict[str, Any]:
+    """Verify the signature on the raw body; store each event once; apply all in one transaction."""
+    from relance.tasks import followups
+
+    settings = get_settings()
+    body = await request.body()
+    url = settings.effective_public_url + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    try:
+        events = verify_and_parse(provider, settings, request.headers, body, url)
+    except WebhookRejected as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
+
+    def apply() -> dict[str, int]:
+        with session_scope(settings) as session:
+            return apply_events(session, settings, followups, provider, events)
+
+    tally = await run_in_threadpool(apply)
+    return {"received": len(events), **tally}

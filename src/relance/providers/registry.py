@@ -1,0 +1,43 @@
+"""The configured provider of this process (one per process: connections are reused)."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+from relance.config import Settings
+from relance.providers.base import Provider
+
+_lock = threading.Lock()
+_providers: dict[tuple[str, str], Provider] = {}
+
+
+def make_provider(settings: Settings) -> Provider:
+    if settings.provider == "simulator":
+        from relance.providers.simulator import SimulatorProvider
+
+        return SimulatorProvider(settings)
+    if settings.provider == "meta":
+        from relance.providers.meta import MetaProvider
+
+        return MetaProvider(settings)
+    if settings.provider == "wassenger":
+        wassenger = importlib.import_module("relance.providers.wassenger")
+        return wassenger.WassengerProvider(settings)  # type: ignore[no-any-return]
+    twilio = importlib.import_module("relance.providers.twilio")
+    return twilio.TwilioProvider(settings)  # type: ignore[no-any-return]
+
+
+def get_provider(settings: Settings) -> Provider:
+    key = (settings.provider, settings.effective_public_url)
+    with _lock:
+        if key not in _providers:
+            _providers[key] = make_provider(settings)
+        return _providers[key]
+
+
+def close_providers() -> None:
+    with _lock:
+        for provider in _providers.values():
+            provider.close()
+        _providers.clear()

@@ -1,0 +1,148 @@
+"""Inbound webhooks: verify the signature on the raw body, parse, store each event once, apply."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from relance.campaigns import repository as repo
+from relance.campaigns.domain import MessageStatus
+from relance.campaigns.followups import Followups
+from relance.campaigns.sending import apply_status
+from relance.campaigns.service import finish, opt_out, record_interaction
+from relance.config import Settings
+from relance.contacts.domain import is_stop_keyword
+from relance.models import InboundEvent, Message, utcnow
+from relance.providers import meta_webhooks
+from relance.providers.base import InteractionEvent, ProviderEvent, StatusEvent, WebhookRejected
+
+log = logging.getLogger(__name__)
+PROVIDERS = ("meta", "simulator", "wassenger", "twilio")
+
+
+def verify_and_parse(
+    provider: str, settings: Settings, headers: Mapping[str, str], body: bytes, url: str
+) -> list[ProviderEvent]:
+    """Refuse (WebhookRejected) anything unsigned, wrongly signed or malformed."""
+    if provider in ("meta", "simulator"):
+        meta_webhooks.verify_signature(headers, body, settings.meta_app_secret)
+        return meta_webhooks.parse(body)
+    if provider == "wassenger":
+        from relance.providers import wassenger
+
+        wassenger.verify_wassenger(settings, headers, body, url)
+        return list(wassenger.parse_wassenger(body))
+    if provider == "twilio":
+        from relance.providers import twilio
+
+        twilio.verify_twilio(settings, headers, body, url)
+        return list(twilio.parse_twilio(body))
+    raise WebhookRejected(404, f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+
+
+def _store(session: Session, provider: str, event: ProviderEvent, now: datetime) -> int | None:
+    """Insert the event unless its dedup key is known; None means a duplicate."""
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    kind = "status" if isinstance(event, StatusEvent) else f"message:{event.kind}"
+    result = session.execute(
+        ins(InboundEvent)
+        .values(
+            provider=provider,
+            dedup_key=event.dedup_key,
+            kind=kind,
+            payload=event.raw,
+            received_at=now,
+            matched=False,
+        )
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(InboundEvent.id)
+    )
+    return result.scalar_one_or_none()
+
+
+def _find_message(session: Session, event: StatusEvent) -> Message | None:
+    found = session.scalars(
+        select(Message).where(Message.provider_message_id == event.provider_message_id)
+    ).one_or_none()
+    if found is None and event.our_message_id is not None:
+        # We crashed before storing the provider id: biz_opaque_callback_data still matches.
+        found = session.scalars(
+            select(Message).where(
+                Message.id == event.our_message_id,
+                Message.provider_message_id.is_(None),
+            )
+        ).one_or_none()
+    return found
+
+
+def apply_events(
+    session: Session,
+    settings: Settings,
+    followups: Followups,
+    provider: str,
+    events: Sequence[ProviderEvent],
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Apply one webhook's events in the caller's transaction; duplicates change nothing."""
+    now = now or utcnow()
+    tally: Counter[str] = Counter()
+    deltas = repo.Deltas()
+    stop_words = settings.stop_keyword_set
+    for event in events:
+        event_id = _store(session, provider, event, now)
+        if event_id is None:
+            tally["duplicates"] += 1
+            continue
+        message_id: int | None = None
+        recipient_id: int | None = None
+        if isinstance(event, StatusEvent):
+            message = _find_message(session, event)
+            if message is None:
+                outcome = "unmatched"
+            else:
+                message_id, recipient_id = message.id, message.recipient_id
+                outcome = apply_status(
+                    session,
+                    settings,
+                    followups,
+                    message,
+                    MessageStatus(event.status),
+                    event.provider_message_id,
+                    event.error_code,
+                    event.error_text,
+                    now,
+                    deltas,
+                )
+        elif isinstance(event, InteractionEvent) and is_stop_keyword(event.text, stop_words):
+            outcome, moved = opt_out(session, event.from_phone, now)
+            recipient_id = moved[0] if moved else None
+        else:
+            outcome, recipient_id = record_interaction(
+                session,
+                settings,
+                followups,
+                event.from_phone,
+                event.context_provider_message_id,
+                now,
+            )
+        matched = outcome not in ("unmatched", "unknown_contact")
+        session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id == event_id)
+            .values(
+                matched=matched, outcome=outcome, message_id=message_id, recipient_id=recipient_id
+            )
+            .execution_options(synchronize_session=False)
+        )
+        tally["applied"] += 1
+        tally["unmatched" if not matched else "matched"] += 1
+    finish(session, deltas, now)
+    return dict(tally)

@@ -1,0 +1,130 @@
+"""Celery tasks with the plan's names: ids in, one service call, a small dict out.
+
+Every task is idempotent (its service works by compare-and-set) and acknowledged late, so a
+task delivered twice, or redelivered after its worker died, sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from relance.campaigns import sending, service
+from relance.config import get_settings
+from relance.db import session_scope
+from relance.pacing.limiter import make_limiter
+from relance.providers.registry import get_provider
+from relance.worker import celery_app
+
+log = logging.getLogger(__name__)
+DISPATCH_BUDGET_SECONDS = 20.0
+
+
+class CeleryFollowups:
+    """Followups published as Celery tasks (after the transaction commits)."""
+
+    def send_message(self, message_id: int) -> None:
+        send_single_message.delay(message_id)
+
+    def check_status(self, campaign_id: int, countdown: float) -> None:
+        # The plan, task 1.1: update_campaign_status.apply_async(..., countdown=5).
+        update_campaign_status.apply_async(args=[campaign_id], countdown=countdown)
+
+    def dispatch(self) -> None:
+        send_campaign_messages.apply_async(expires=get_settings().dispatch_interval_seconds * 4)
+
+
+followups = CeleryFollowups()
+
+
+def _dispatch(message_ids: list[int] | None, budget: float) -> dict[str, Any]:
+    settings = get_settings()
+    report = sending.dispatch(
+        settings,
+        get_provider(settings),
+        make_limiter(settings),
+        followups,
+        budget_seconds=budget,
+        message_ids=message_ids,
+    )
+    return {
+        "sent": report.sent,
+        "failed": report.failed,
+        "retried": report.retried,
+        "more": report.more,
+        "wait_reason": report.wait_reason,
+    }
+
+
+@celery_app.task(name="relance.send_single_message", acks_late=True)
+def send_single_message(message_id: int) -> dict[str, Any]:
+    """Send one message now (a Message 2 right after the reply), within the shared pace."""
+    return _dispatch([message_id], budget=30.0)
+
+
+@celery_app.task(name="relance.send_campaign_messages", acks_late=True)
+def send_campaign_messages(campaign_id: int | None = None) -> dict[str, Any]:
+    """The dispatcher: claim due messages (Message 2 first) and send them, paced.
+
+    ``campaign_id`` is accepted for the plan's signature; the dispatcher serves every sending
+    campaign of the sender in priority order, because pacing is per sender, not per campaign.
+    """
+    settings = get_settings()
+    with session_scope(settings) as session:
+        service.start_due_scheduled(session, settings, followups)
+    result = _dispatch(None, DISPATCH_BUDGET_SECONDS)
+    if result["more"] and result["wait_reason"] is None:
+        followups.dispatch()  # the budget ran out with work left: hand over to a fresh task
+    return result
+
+
+@celery_app.task(name="relance.update_campaign_status", acks_late=True)
+def update_campaign_status(campaign_id: int) -> dict[str, Any]:
+    """R1.1/R1.2: complete the campaign if every recipient is final. E1: errors change nothing."""
+    try:
+        with session_scope() as session:
+            status = service.update_campaign_status(session, campaign_id)
+    except Exception:
+        log.exception(
+            "status check failed; status left unchanged", extra={"campaign_id": campaign_id}
+        )
+        return {"campaign_id": campaign_id, "error": True}
+    return {"campaign_id": campaign_id, "status": status}
+
+
+@celery_app.task(name="relance.update_campaign_statistics", acks_late=True)
+def update_campaign_statistics(campaign_id: int) -> dict[str, Any]:
+    """Recount a campaign's counters from its rows and repair any drift."""
+    with session_scope() as session:
+        drift = service.reconcile_counters(session, campaign_id)
+    return {"campaign_id": campaign_id, "repaired": sorted(drift)}
+
+
+@celery_app.task(name="relance.check_sending_campaigns", acks_late=True)
+def check_sending_campaigns() -> dict[str, Any]:
+    """R2.1/R2.2: the Beat safety net over every campaign still sending."""
+    with session_scope() as session:
+        ids = service.check_sending_campaigns(session, followups)
+    return {"checked": ids}
+
+
+@celery_app.task(name="relance.check_expired_interactions", acks_late=True)
+def check_expired_interactions() -> dict[str, Any]:
+    """E3: recipients whose reply window closed become no_interaction."""
+    expired = 0
+    while True:
+        with session_scope() as session:
+            n = service.expire_windows(session)
+        expired += n
+        if n == 0:
+            return {"expired": expired}
+
+
+@celery_app.task(name="relance.recover_interrupted_campaigns", acks_late=True)
+def recover_interrupted_campaigns() -> dict[str, Any]:
+    """Messages a dead worker left ``sending``, after the grace period; then wake a dispatcher."""
+    settings = get_settings()
+    with session_scope(settings) as session:
+        result = service.recover_interrupted(session, settings)
+    followups.dispatch()
+    return result

@@ -1,0 +1,130 @@
+"""The campaign engine on real databases (SQLite and PostgreSQL), driven in-process."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from relance.campaigns import service
+from relance.campaigns.followups import RecordingFollowups
+from relance.config import Settings
+from relance.db import session_scope
+from relance.models import Message, Recipient
+from relance.providers.base import PermanentError
+from tests.support.engine import (
+    FakeProvider,
+    assert_counters_match_rows,
+    campaign_row,
+    later,
+    make_campaign,
+    open_recipients,
+    phone,
+    run_dispatch,
+    seed_contacts,
+)
+
+
+def _launch(settings: Settings, n: int, **kwargs: object) -> tuple[int, RecordingFollowups]:
+    followups = RecordingFollowups()
+    with session_scope(settings) as session:
+        cat = seed_contacts(session, n)
+        cid = make_campaign(session, [cat], **kwargs)  # type: ignore[arg-type]
+    with session_scope(settings) as session:
+        service.launch_campaign(session, settings, followups, cid)
+    return cid, followups
+
+
+def test_full_lifecycle_completes_by_itself(settings: Settings) -> None:
+    cid, followups = _launch(settings, 30)
+    assert followups.dispatches == 1
+    fails = {phone(3), phone(4)}
+    provider = FakeProvider(
+        fail=lambda m: PermanentError("131026", "undeliverable") if m.to in fails else None
+    )
+    run_dispatch(settings, provider, followups)
+    assert len(provider.sent) == 28
+    assert all(m.text.startswith("Bonjour Ada") for m in provider.sent)
+    c = campaign_row(settings, cid)
+    assert (c.status, c.message_1_sent, c.n_awaiting_reply, c.n_failed) == ("sending", 28, 28, 2)
+
+    # Ten contacts reply; one replies twice.
+    with session_scope(settings) as session:
+        for i in range(10, 20):
+            outcome, _ = service.record_interaction(session, settings, followups, phone(i))
+            assert outcome == "message_2_queued"
+        outcome, _ = service.record_interaction(session, settings, followups, phone(10))
+        assert outcome == "already_answered"
+    assert len(followups.sent) == 10
+    run_dispatch(settings, provider, followups, message_ids=followups.sent)
+    assert sum(1 for m in provider.sent if m.kind == "message_2") == 10
+    # P4 / R1.1: every Message 2 send scheduled the status check with the configured countdown.
+    assert followups.checks == [(cid, settings.status_check_countdown_seconds)] * 10
+    c = campaign_row(settings, cid)
+    assert (c.status, c.n_message_2_sent, c.n_awaiting_reply) == ("sending", 10, 18)
+    assert c.completed_at is None
+
+    # Windows close: the last 18 become no_interaction and the campaign completes at once.
+    with session_scope(settings) as session:
+        assert service.expire_windows(session, now=later(7200)) == 18
+    c = campaign_row(settings, cid)
+    assert c.status == "completed"
+    assert c.completed_at is not None
+    assert (c.n_message_2_sent, c.n_no_interaction, c.n_failed) == (10, 18, 2)
+    assert open_recipients(settings, cid) == 0
+    assert_counters_match_rows(settings, cid)
+
+
+def test_campaign_without_message_2_finishes_on_send(settings: Settings) -> None:
+    cid, followups = _launch(settings, 5, message_2=None)
+    run_dispatch(settings, FakeProvider(), followups)
+    c = campaign_row(settings, cid)
+    assert (c.status, c.n_done, c.message_1_sent) == ("completed", 5, 5)
+    assert c.completed_at is not None
+
+
+def test_late_reply_sends_nothing(settings: Settings) -> None:
+    cid, followups = _launch(settings, 2)
+    run_dispatch(settings, FakeProvider(), followups)
+    with session_scope(settings) as session:
+        outcome, _ = service.record_interaction(
+            session, settings, followups, phone(0), now=later(7200)
+        )
+    assert outcome == "late_reply"
+    assert followups.sent == []
+    with session_scope(settings) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 2
+
+
+def test_opted_out_contacts_are_skipped_and_counted(settings: Settings) -> None:
+    from relance.models import Contact, utcnow
+
+    followups = RecordingFollowups()
+    with session_scope(settings) as session:
+        cat = seed_contacts(session, 4)
+        session.execute(
+            Contact.__table__.update()
+            .where(Contact.phone == phone(1))
+            .values(opted_out_at=utcnow())
+        )
+        cid = make_campaign(session, [cat])
+    with session_scope(settings) as session:
+        service.launch_campaign(session, settings, followups, cid)
+    c = campaign_row(settings, cid)
+    assert (c.total, c.skipped_opted_out, c.n_queued) == (3, 1, 3)
+
+
+def test_status_check_reads_counters(settings: Settings) -> None:
+    cid, followups = _launch(settings, 3)
+    with session_scope(settings) as session:
+        assert service.update_campaign_status(session, cid) == "sending"
+    run_dispatch(settings, FakeProvider(), followups)
+    with session_scope(settings) as session:
+        service.expire_windows(session, now=later(7200))
+    with session_scope(settings) as session:
+        assert service.update_campaign_status(session, cid) == "completed"
+    with session_scope(settings) as session:
+        n = session.scalar(
+            select(func.count()).where(
+                Recipient.campaign_id == cid, Recipient.state == "no_interaction"
+            )
+        )
+    assert n == 3
