@@ -1,0 +1,135 @@
+"""HTTP routes of contacts: CRUD, listing and CSV import (thin: one service call each)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile, status
+from pydantic import AfterValidator
+from sqlalchemy.orm import Session
+
+from relance.api import DbSession, require_api_key
+from relance.config import Settings, get_settings
+from relance.contacts import csv_import, service
+from relance.contacts.schemas import (
+    MAX_ID,
+    MAX_LIMIT,
+    ContactCreate,
+    ContactOut,
+    ContactPage,
+    ContactUpdate,
+    ErrorOut,
+    ImportResult,
+    no_nul,
+)
+from relance.models import Contact
+
+router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(require_api_key)])
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CategoryIdParam = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
+Search = Annotated[
+    str | None,
+    Query(max_length=200, description="part of a name or phone, case-insensitive"),
+    AfterValidator(lambda v: v if v is None else no_nul(v)),
+]
+
+_401: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut, "description": "no valid key"}}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {**_401, **{code: {"model": ErrorOut} for code in codes}}
+
+
+def contact_out(session: Session, contacts: list[Contact]) -> list[ContactOut]:
+    categories = service.category_ids_of(session, contacts)
+    return [
+        ContactOut(
+            id=c.id,
+            phone=c.phone,
+            first_name=c.first_name,
+            last_name=c.last_name,
+            attributes=c.attributes,
+            category_ids=categories[c.id],
+            opted_out=c.opted_out_at is not None,
+            opted_out_at=c.opted_out_at,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+        for c in contacts
+    ]
+
+
+@router.post(
+    "/contacts",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409, 422),
+    summary="Create a contact",
+)
+def create_contact(data: ContactCreate, session: DbSession, settings: SettingsDep) -> ContactOut:
+    return contact_out(session, [service.create_contact(session, settings, data)])[0]
+
+
+@router.get("/contacts", responses=error_responses(422), summary="List contacts")
+def list_contacts(
+    session: DbSession,
+    settings: SettingsDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    category_id: CategoryIdParam = None,
+    search: Search = None,
+) -> ContactPage:
+    items, total = service.list_contacts(
+        session, settings, limit=limit, offset=offset, category_id=category_id, search=search
+    )
+    return ContactPage(items=contact_out(session, items), total=total, limit=limit, offset=offset)
+
+
+@router.post("/contacts/import", responses=error_responses(422), summary="Import contacts from CSV")
+def import_contacts(
+    session: DbSession,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="CSV, UTF-8, ',' or ';' separated")],
+    category_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="put every imported contact in it")
+    ] = None,
+    category_id_form: Annotated[
+        int | None, Form(alias="category_id", ge=1, le=MAX_ID, description="same, as a form field")
+    ] = None,
+) -> ImportResult:
+    # The import commits batch by batch in sessions of its own: end the request's
+    # transaction first (the API key check wrote to it), or on SQLite the import's
+    # transactions would wait for this one's write lock until they time out.
+    session.commit()
+    content = file.file.read(csv_import.MAX_FILE_BYTES + 1)
+    return csv_import.import_contacts(
+        settings, content, category_id=category_id if category_id is not None else category_id_form
+    )
+
+
+@router.get("/contacts/{contact_id}", responses=error_responses(404, 422), summary="Get a contact")
+def get_contact(contact_id: ContactId, session: DbSession) -> ContactOut:
+    return contact_out(session, [service.get_contact(session, contact_id)])[0]
+
+
+@router.patch(
+    "/contacts/{contact_id}", responses=error_responses(404, 409, 422), summary="Update a contact"
+)
+def update_contact(
+    contact_id: ContactId, data: ContactUpdate, session: DbSession, settings: SettingsDep
+) -> ContactOut:
+    return contact_out(session, [service.update_contact(session, settings, contact_id, data)])[0]
+
+
+@router.delete(
+    "/contacts/{contact_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409, 422),
+    summary="Delete a contact",
+)
+def delete_contact(contact_id: ContactId, session: DbSession) -> Response:
+    service.delete_contact(session, contact_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

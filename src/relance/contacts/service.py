@@ -1,0 +1,216 @@
+"""Contact and category use cases: they flush, the entrypoint commits."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relance.config import Settings
+from relance.contacts import repository as repo
+from relance.contacts.domain import InvalidPhone, normalize_phone
+from relance.contacts.schemas import CategoryCreate, CategoryUpdate, ContactCreate, ContactUpdate
+from relance.errors import Conflict, Invalid, not_found
+from relance.models import Category, Contact, utcnow
+
+
+def field_error(field: str, msg: str, *, location: str = "body", **extra: Any) -> Invalid:
+    """A 422 shaped like FastAPI's own validation errors, naming the field."""
+    error = {"loc": [location, field], "field": field, "msg": msg, "type": "value_error", **extra}
+    return Invalid([error])
+
+
+def _phone(raw: str, settings: Settings) -> str:
+    try:
+        return normalize_phone(raw, settings.default_region)
+    except InvalidPhone as exc:
+        raise field_error("phone", str(exc)) from None
+
+
+def _check_phone_free(session: Session, phone: str, contact_id: int | None = None) -> None:
+    owner = repo.phone_owner(session, phone)
+    if owner is not None and owner != contact_id:
+        raise Conflict(f"phone {phone} already belongs to contact {owner}")
+
+
+def _check_categories(session: Session, category_ids: Collection[int]) -> None:
+    missing = repo.missing_category_ids(session, category_ids)
+    if missing:
+        raise field_error("category_ids", f"unknown category ids: {missing}", ids=missing)
+
+
+def _flush(session: Session, conflict: str) -> None:
+    # The checks above answer the common case; this catches a concurrent writer.
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(conflict) from None
+
+
+# Contacts ------------------------------------------------------------------------------
+
+
+def create_contact(session: Session, settings: Settings, data: ContactCreate) -> Contact:
+    """Create a contact with its categories, or raise before writing anything."""
+    phone = _phone(data.phone, settings)
+    _check_categories(session, data.category_ids)
+    _check_phone_free(session, phone)
+    contact = Contact(
+        phone=phone,
+        first_name=data.first_name,
+        last_name=data.last_name,
+        attributes=dict(data.attributes),
+    )
+    session.add(contact)
+    _flush(session, f"phone {phone} already belongs to another contact")
+    repo.link_contacts(session, [(contact.id, c) for c in sorted(set(data.category_ids))])
+    return contact
+
+
+def get_contact(session: Session, contact_id: int) -> Contact:
+    contact = repo.get_contact(session, contact_id)
+    if contact is None:
+        raise not_found("contact", contact_id)
+    return contact
+
+
+def list_contacts(
+    session: Session,
+    settings: Settings,
+    *,
+    limit: int,
+    offset: int,
+    category_id: int | None = None,
+    search: str | None = None,
+) -> tuple[list[Contact], int]:
+    """One page of contacts in id order, and how many match in all."""
+    search = (search or "").strip() or None
+    exact_phone = None
+    if search:
+        try:
+            exact_phone = normalize_phone(search, settings.default_region)
+        except InvalidPhone:
+            exact_phone = None
+    stmt = repo.contacts_query(category_id=category_id, search=search, exact_phone=exact_phone)
+    return repo.page(session, stmt, limit, offset)
+
+
+def update_contact(
+    session: Session, settings: Settings, contact_id: int, data: ContactUpdate
+) -> Contact:
+    """Apply the fields given; a phone is re-normalised and must stay unique."""
+    contact = get_contact(session, contact_id)
+    phone = _phone(data.phone, settings) if data.phone is not None else None
+    if data.category_ids is not None:
+        _check_categories(session, data.category_ids)
+    if phone is not None:
+        _check_phone_free(session, phone, contact.id)
+        contact.phone = phone
+    if data.first_name is not None:
+        contact.first_name = data.first_name
+    if data.last_name is not None:
+        contact.last_name = data.last_name
+    if data.attributes is not None:
+        contact.attributes = dict(data.attributes)
+    if data.opted_out is True and contact.opted_out_at is None:
+        contact.opted_out_at = utcnow()
+    elif data.opted_out is False:
+        contact.opted_out_at = None
+    if data.category_ids is not None:
+        repo.set_contact_categories(session, contact.id, data.category_ids)
+    contact.updated_at = utcnow()
+    _flush(session, f"phone {phone} already belongs to another contact")
+    return contact
+
+
+def delete_contact(session: Session, contact_id: int) -> None:
+    """Delete a contact, unless a running campaign still waits on it."""
+    contact = get_contact(session, contact_id)
+    # Deleting would cascade to its recipient row and leave that campaign's counters
+    # waiting forever for a recipient that no longer exists.
+    campaigns = repo.open_campaigns_of(session, contact_id)
+    if campaigns:
+        raise Conflict(
+            f"contact {contact_id} is still a recipient of unfinished campaigns {campaigns}: "
+            "opt it out instead, or wait until they finish"
+        )
+    session.delete(contact)
+    session.flush()
+
+
+def category_ids_of(session: Session, contacts: Sequence[Contact]) -> dict[int, list[int]]:
+    return repo.category_ids_by_contact(session, [c.id for c in contacts])
+
+
+# Categories ----------------------------------------------------------------------------
+
+
+def _check_name_free(session: Session, name: str, category_id: int | None = None) -> None:
+    # Names are unique ignoring case, as the CSV import matches them.
+    other = repo.category_named(session, name)
+    if other is not None and other.id != category_id:
+        raise Conflict(f"category {other.name!r} already exists (id {other.id})")
+
+
+def create_category(session: Session, data: CategoryCreate) -> Category:
+    _check_name_free(session, data.name)
+    category = Category(name=data.name, description=data.description)
+    session.add(category)
+    _flush(session, f"category {data.name!r} already exists")
+    return category
+
+
+def get_category(session: Session, category_id: int) -> Category:
+    category = repo.get_category(session, category_id)
+    if category is None:
+        raise not_found("category", category_id)
+    return category
+
+
+def list_categories(
+    session: Session, *, limit: int, offset: int
+) -> tuple[list[tuple[Category, int]], int]:
+    """One page of categories with their contact counts, and how many there are."""
+    return repo.categories_with_counts(session, limit, offset)
+
+
+def update_category(session: Session, category_id: int, data: CategoryUpdate) -> Category:
+    category = get_category(session, category_id)
+    if data.name is not None:
+        _check_name_free(session, data.name, category.id)
+        category.name = data.name
+    if data.description is not None:
+        category.description = data.description
+    _flush(session, f"category {data.name!r} already exists")
+    return category
+
+
+def delete_category(session: Session, category_id: int) -> None:
+    """Delete a category; its contacts stay, only the links go."""
+    session.delete(get_category(session, category_id))
+    session.flush()
+
+
+def contact_count(session: Session, category_id: int) -> int:
+    return repo.contact_count(session, category_id)
+
+
+def add_contacts_to_category(
+    session: Session, category_id: int, contact_ids: Collection[int]
+) -> Category:
+    """Link the contacts; all must exist, already-linked ones are fine."""
+    category = get_category(session, category_id)
+    missing = repo.missing_contact_ids(session, contact_ids)
+    if missing:
+        raise field_error("contact_ids", f"unknown contact ids: {missing}", ids=missing)
+    repo.link_contacts(session, [(c, category.id) for c in sorted(set(contact_ids))])
+    return category
+
+
+def count_audience(
+    session: Session, category_ids: Collection[int], contact_ids: Collection[int]
+) -> tuple[int, int]:
+    """(reachable, opted out) distinct contacts in the categories or listed by id."""
+    return repo.audience_counts(session, category_ids, contact_ids)
