@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from relance import __version__
 from relance.config import Settings, get_settings
-from relance.db import session_factory
+from relance.db import session_factory, session_scope
 from relance.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -35,28 +35,38 @@ def get_db() -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_db)]
+API_KEY_COOKIE = "relance_api_key"
 _bearer = HTTPBearer(auto_error=False)
 
 
 def require_api_key(
-    session: DbSession,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> int:
-    """Every /api route needs ``Authorization: Bearer <api key>``."""
+    """Every /api route needs ``Authorization: Bearer <api key>``.
+
+    It uses a short session of its own, closed before the handler runs: a long response (the
+    SSE stream) must not hold a transaction, which on SQLite would block every writer.
+    """
     from relance.auth import find_api_key
 
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    key = credentials.credentials if credentials is not None else None
+    if key is None or (credentials is not None and credentials.scheme.lower() != "bearer"):
+        # The dashboard's login stores the key in an HttpOnly cookie (EventSource sends no header).
+        key = request.cookies.get(API_KEY_COOKIE)
+    if not key:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing API key: send Authorization: Bearer <key> (relance apikey create)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    found = find_api_key(session, credentials.credentials)
-    if found is None:
+    with session_scope() as session:
+        found_id = getattr(find_api_key(session, key), "id", None)
+    if found_id is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
         )
-    return found.id
+    return int(found_id)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

@@ -82,7 +82,7 @@ def test_campaign_without_message_2_finishes_on_send(settings: Settings) -> None
 
 
 def test_late_reply_sends_nothing(settings: Settings) -> None:
-    cid, followups = _launch(settings, 2)
+    _cid, followups = _launch(settings, 2)
     run_dispatch(settings, FakeProvider(), followups)
     with session_scope(settings) as session:
         outcome, _ = service.record_interaction(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,7 +86,7 @@ class FakeProvider:
             raise error
         with self._lock:
             self.sent.append(message)
-            return SendResult(f"wamid.T{next(self._ids)}")
+            return SendResult(f"wamid.T{next(self._ids)}.{uuid.uuid4().hex[:12]}")
 
     def close(self) -> None:
         pass

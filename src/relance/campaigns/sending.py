@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from relance.campaigns import repository as repo
@@ -402,14 +403,46 @@ def dispatch(
         if not messages:
             break
         outcomes = send_all(provider, messages)
-        with session_scope(settings) as session:
-            report = record_outcomes(session, settings, followups, outcomes, limiter)
+        report = _record(settings, followups, outcomes, limiter)
         total.sent += report.sent
         total.failed += report.failed
         total.retried += report.retried
         total.outcomes.extend(outcomes)
     else:
         total.more = _has_due(settings, message_ids)
+    return total
+
+
+def _record(
+    settings: Settings, followups: Followups, outcomes: Sequence[SendOutcome], limiter: AnyLimiter
+) -> DispatchReport:
+    """Record a batch in one transaction; if that fails, each outcome alone.
+
+    One bad row (say a provider id that collides) must not keep the rest of the batch in
+    ``sending``; what still fails stays ``sending`` for recovery, and is logged.
+    """
+    for attempt in range(3):
+        try:
+            with session_scope(settings) as session:
+                return record_outcomes(session, settings, followups, outcomes, limiter)
+        except OperationalError:  # deadlock or lock timeout: the whole batch may go again
+            log.warning("recording a batch conflicted; retrying", extra={"attempt": attempt})
+        except Exception:
+            log.exception("recording a batch failed; recording one by one")
+            break
+    total = DispatchReport(outcomes=list(outcomes))
+    for outcome in outcomes:
+        try:
+            with session_scope(settings) as session:
+                one = record_outcomes(session, settings, followups, [outcome], limiter)
+            total.sent += one.sent
+            total.failed += one.failed
+            total.retried += one.retried
+        except Exception:
+            log.exception(
+                "could not record a send outcome; recovery will see it",
+                extra={"message_id": outcome.message_id},
+            )
     return total
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from relance.config import Settings
 from relance.db import session_scope
@@ -38,14 +38,6 @@ def rules_from(settings: Settings) -> PacingRules:
 
 
 Update = Callable[[PacingState], tuple[Grant | Wait | None, PacingState]]
-
-
-class Limiter(Protocol):
-    rules: PacingRules
-
-    def _update(self, fn: Update) -> Grant | Wait | None: ...
-
-    def state(self) -> PacingState: ...
 
 
 class _Operations:
@@ -95,7 +87,7 @@ class RedisLimiter(_Operations):
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"pacing store (Redis) unreachable: {exc}") from exc
 
-    def state(self) -> PacingState:
+    def state(self, session: Session | None = None) -> PacingState:
         import redis
 
         try:
@@ -132,12 +124,13 @@ class DatabaseLimiter(_Operations):
         except Exception as exc:
             raise LimiterUnavailable(f"pacing store (database) unavailable: {exc}") from exc
 
-    def state(self) -> PacingState:
-        with session_scope(self.settings) as session:
-            raw = session.scalar(
-                select(SenderPacing.state).where(SenderPacing.sender == self.sender)
-            )
-        return PacingState.loads(raw)
+    def state(self, session: Session | None = None) -> PacingState:
+        """Read the state; pass the caller's session (SQLite allows one transaction at a time)."""
+        query = select(SenderPacing.state).where(SenderPacing.sender == self.sender)
+        if session is not None:
+            return PacingState.loads(session.scalar(query))
+        with session_scope(self.settings) as own:
+            return PacingState.loads(own.scalar(query))
 
 
 AnyLimiter = RedisLimiter | DatabaseLimiter

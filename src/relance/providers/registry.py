@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 
 from relance.config import Settings
@@ -22,10 +21,12 @@ def make_provider(settings: Settings) -> Provider:
 
         return MetaProvider(settings)
     if settings.provider == "wassenger":
-        wassenger = importlib.import_module("relance.providers.wassenger")
-        return wassenger.WassengerProvider(settings)  # type: ignore[no-any-return]
-    twilio = importlib.import_module("relance.providers.twilio")
-    return twilio.TwilioProvider(settings)  # type: ignore[no-any-return]
+        from relance.providers.wassenger import WassengerProvider
+
+        return WassengerProvider(settings)
+    from relance.providers.twilio import TwilioProvider
+
+    return TwilioProvider(settings)
 
 
 def get_provider(settings: Settings) -> Provider:

@@ -1,0 +1,207 @@
+"""Campaign routes: thin; the work is in drafts, service and sending."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from relance.api import DbSession, require_api_key
+from relance.campaigns import drafts, service
+from relance.campaigns.domain import CampaignStatus, RecipientState
+from relance.campaigns.followups import Followups
+from relance.campaigns.schemas import (
+    BlockingList,
+    CampaignCreate,
+    CampaignList,
+    CampaignOut,
+    CampaignUpdate,
+    RecipientList,
+    RetryOut,
+    StatsOut,
+)
+from relance.config import get_settings
+from relance.db import session_scope
+from relance.pacing.status import pacing_status
+
+router = APIRouter(
+    prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(require_api_key)]
+)
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+
+
+def get_followups() -> Followups:
+    """Celery in production; tests override this dependency with a recording fake."""
+    from relance.tasks import followups
+
+    return followups
+
+
+FollowupsDep = Annotated[Followups, Depends(get_followups)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
+def create(data: CampaignCreate, session: DbSession) -> dict[str, Any]:
+    """Create a draft campaign."""
+    campaign = drafts.create_campaign(session, get_settings(), data)
+    return drafts.campaign_out(session, campaign)
+
+
+@router.get("", response_model=CampaignList)
+def list_(
+    session: DbSession, limit: Limit = 50, offset: Offset = 0, status: CampaignStatus | None = None
+) -> dict[str, Any]:
+    items, total = drafts.list_campaigns(session, limit, offset, status.value if status else None)
+    return {
+        "items": [drafts.campaign_out(session, c) for c in items],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut)
+def read(campaign_id: int, session: DbSession) -> dict[str, Any]:
+    return drafts.campaign_out(session, service.get_campaign(session, campaign_id))
+
+
+@router.patch("/{campaign_id}", response_model=CampaignOut)
+def edit(campaign_id: int, data: CampaignUpdate, session: DbSession) -> dict[str, Any]:
+    """Edit a draft (409 once launched)."""
+    return drafts.campaign_out(session, drafts.update_campaign(session, campaign_id, data))
+
+
+@router.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove(campaign_id: int, session: DbSession) -> Response:
+    drafts.delete_campaign(session, campaign_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{campaign_id}/launch", response_model=CampaignOut)
+def launch(campaign_id: int, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
+    """Start sending (409 unless draft/scheduled, 422 if no reachable recipient)."""
+    campaign = service.launch_campaign(session, get_settings(), followups, campaign_id)
+    return drafts.campaign_out(session, campaign)
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignOut)
+def pause(campaign_id: int, session: DbSession) -> dict[str, Any]:
+    return drafts.campaign_out(session, service.pause_campaign(session, campaign_id))
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignOut)
+def resume(campaign_id: int, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
+    campaign = service.resume_campaign(session, followups, campaign_id)
+    return drafts.campaign_out(session, campaign)
+
+
+@router.post("/{campaign_id}/cancel", response_model=CampaignOut)
+def cancel(campaign_id: int, session: DbSession) -> dict[str, Any]:
+    """Remaining recipients become cancelled; the campaign ends as cancelled."""
+    return drafts.campaign_out(session, service.cancel_campaign(session, campaign_id))
+
+
+@router.post("/{campaign_id}/retry-failed", response_model=RetryOut)
+def retry_failed(campaign_id: int, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
+    """Failed recipients get a new Message 1 attempt; the campaign goes back to sending."""
+    n = service.retry_failed(session, get_settings(), followups, campaign_id)
+    return {
+        "campaign_id": campaign_id,
+        "retried": n,
+        "status": service.get_campaign(session, campaign_id).status,
+    }
+
+
+def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
+    campaign = service.get_campaign(session, campaign_id)
+    stats = service.campaign_stats(campaign)
+    if campaign.status == CampaignStatus.SENDING:
+        stats["pacing"] = pacing_status(get_settings(), session)
+    return stats
+
+
+@router.get("/{campaign_id}/stats", response_model=StatsOut)
+def stats(campaign_id: int, session: DbSession) -> dict[str, Any]:
+    """SPEC section 5 counts, read from the campaign's counters (constant time)."""
+    return _stats(session, campaign_id)
+
+
+@router.get("/{campaign_id}/recipients", response_model=RecipientList)
+def recipients(
+    campaign_id: int,
+    session: DbSession,
+    state: RecipientState | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    items, total = drafts.list_recipients(session, campaign_id, state, limit, offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{campaign_id}/blocking", response_model=BlockingList)
+def blocking(campaign_id: int, session: DbSession, limit: Limit = 100) -> dict[str, Any]:
+    """What still keeps the campaign from completing, and why."""
+    from relance.models import utcnow
+
+    campaign = service.get_campaign(session, campaign_id)
+    counts = service.campaign_stats(campaign)
+    pacing = (
+        pacing_status(get_settings(), session)
+        if campaign.status == CampaignStatus.SENDING
+        else None
+    )
+    return {
+        "campaign_id": campaign_id,
+        "status": campaign.status,
+        "open_recipients": counts["total"] - counts["finished"],
+        "paused_by": pacing["reason"] if pacing else campaign.status_reason,
+        "items": service.blocking_recipients(session, campaign_id, limit, now=utcnow()),
+    }
+
+
+@router.get(
+    "/{campaign_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(campaign_id: int, request: Request) -> StreamingResponse:
+    """Server-Sent Events: an ``event: stats`` each time the stats change; ends when final."""
+
+    def read_stats() -> dict[str, Any]:
+        with session_scope() as session:
+            return _stats(session, campaign_id)
+
+    first = await run_in_threadpool(read_stats)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        last: str | None = None
+        current = first
+        idle = 0.0
+        while True:
+            payload = json.dumps(current, default=str)
+            if payload != last:
+                yield f"event: stats\ndata: {payload}\n\n"
+                last, idle = payload, 0.0
+            elif idle >= 15:
+                yield ": keep-alive\n\n"
+                idle = 0.0
+            if current["status"] in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+                yield "event: end\ndata: {}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.5)
+            idle += 0.5
+            current = await run_in_threadpool(read_stats)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

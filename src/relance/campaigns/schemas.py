@@ -1,0 +1,164 @@
+"""Campaign request and response models (pydantic v2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from relance.contacts.domain import valid_template
+
+
+def _check_text(value: str | None) -> str | None:
+    if value is None:
+        return value
+    problem = valid_template(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class TemplateIn(BaseModel):
+    """A WhatsApp Cloud API template for Message 1 (marketing outside the 24 h window)."""
+
+    name: str = Field(min_length=1, max_length=512, examples=["spring_promo"])
+    language: str = Field(default="fr", min_length=2, max_length=15, examples=["fr"])
+    parameters: list[str] = Field(default_factory=list, examples=[["{first_name}"]])
+
+
+class CampaignBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message_1_template: TemplateIn | None = None
+    message_2: str | None = Field(default=None, max_length=4096, examples=["Merci {first_name} !"])
+    category_ids: list[int] = Field(default_factory=list, examples=[[1]])
+    contact_ids: list[int] = Field(default_factory=list)
+    scheduled_at: datetime | None = None
+    placeholder_defaults: dict[str, str] = Field(
+        default_factory=dict, examples=[{"first_name": "there"}]
+    )
+
+    _texts = field_validator("message_2")(_check_text)
+
+
+class CampaignCreate(CampaignBase):
+    name: str = Field(min_length=1, max_length=200, examples=["Relance printemps"])
+    message_1: str = Field(min_length=1, max_length=4096, examples=["Bonjour {first_name} !"])
+    reply_window_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
+
+    _m1 = field_validator("message_1")(_check_text)
+
+
+class CampaignUpdate(CampaignBase):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    message_1: str | None = Field(default=None, min_length=1, max_length=4096)
+    reply_window_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
+    category_ids: list[int] | None = None  # type: ignore[assignment]
+    contact_ids: list[int] | None = None  # type: ignore[assignment]
+    placeholder_defaults: dict[str, str] | None = None  # type: ignore[assignment]
+
+    _m1 = field_validator("message_1")(_check_text)
+
+
+class CampaignOut(BaseModel):
+    id: int
+    name: str
+    message_1: str
+    message_1_template: dict[str, Any] | None
+    message_2: str | None
+    reply_window_seconds: int
+    placeholder_defaults: dict[str, Any]
+    status: str
+    status_reason: str | None
+    category_ids: list[int]
+    contact_ids: list[int]
+    total: int
+    finished: int
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class CampaignList(BaseModel):
+    items: list[CampaignOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class StatsOut(BaseModel):
+    campaign_id: int
+    status: str
+    status_reason: str | None
+    total: int
+    pending: int
+    message_1_sent: int
+    delivered: int
+    read: int
+    interactions: int
+    awaiting_reply: int
+    message_2_sent: int
+    no_interaction: int
+    failed: int
+    opted_out: int
+    cancelled: int
+    done: int
+    skipped_opted_out: int
+    finished: int
+    completed: bool
+    completed_at: datetime | None
+    started_at: datetime | None
+    pacing: dict[str, Any] | None = None
+
+
+class RecipientOut(BaseModel):
+    id: int
+    contact_id: int
+    phone: str
+    first_name: str
+    last_name: str
+    state: str
+    window_closes_at: datetime | None
+    queued_at: datetime | None
+    awaiting_reply_at: datetime | None
+    replied_at: datetime | None
+    message_2_sent_at: datetime | None
+    no_interaction_at: datetime | None
+    failed_at: datetime | None
+    cancelled_at: datetime | None
+    opted_out_at: datetime | None
+    done_at: datetime | None
+    last_error: str | None
+
+
+class RecipientList(BaseModel):
+    items: list[RecipientOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class BlockingOut(BaseModel):
+    recipient_id: int
+    contact_id: int
+    phone: str
+    state: str
+    reason: str
+    window_closes_at: datetime | None
+
+
+class BlockingList(BaseModel):
+    campaign_id: int
+    status: str
+    open_recipients: int
+    paused_by: str | None = None
+    items: list[BlockingOut]
+
+
+class RetryOut(BaseModel):
+    campaign_id: int
+    retried: int
+    status: str
