@@ -21,8 +21,6 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 from relance.config import Settings
 from relance.contacts import repository as repo
@@ -55,17 +53,11 @@ class ImportRow:
         self.first_name = later.first_name or self.first_name
         self.last_name = later.last_name or self.last_name
         self.attributes.update(later.attributes)
-        self.categories.extend(c for c in later.categories if c not in self.categories)
+        known = {c.lower() for c in self.categories}
+        self.categories.extend(c for c in later.categories if c.lower() not in known)
 
-    def values(self, now: datetime) -> dict[str, Any]:
-        return {
-            "phone": self.phone,
-            "first_name": self.first_name,
-            "last_name": self.last_name,
-            "attributes": self.attributes,
-            "created_at": now,
-            "updated_at": now,
-        }
+    def values(self) -> repo.ImportedContact:
+        return repo.ImportedContact(self.phone, self.first_name, self.last_name, self.attributes)
 
 
 @dataclass(slots=True)
@@ -189,9 +181,11 @@ def parse_csv(content: bytes, default_region: str) -> ParsedCsv:
     """Every good row (one per phone, in file order) and every bad row with its reason."""
     text = decode(content)
     header_line = next((line for line in text.splitlines() if line.strip(' \t,;"')), "")
+    if not header_line:
+        raise file_error("the file is empty")
     records = _records(text, detect_delimiter(header_line))
     first = next(records, None)
-    if first is None:
+    if first is None:  # pragma: no cover - the header line above is a non-blank record
         raise file_error("the file is empty")
     columns = _header(first[1])
     parsed = ParsedCsv()
@@ -232,13 +226,13 @@ def import_contacts(
             raise field_error(
                 "category_id", f"unknown category id: {category_id}", location="query"
             )
-        names = {name for row in parsed.rows for name in row.categories}
+        names = list(dict.fromkeys(name for row in parsed.rows for name in row.categories))
         category_ids = {k.lower(): v for k, v in repo.ensure_categories(session, names).items()}
     created = updated = 0
     for batch in repo.chunks(parsed.rows, batch_size):
         now = utcnow()
         with factory.begin() as session:
-            upserted = repo.upsert_contacts(session, [row.values(now) for row in batch])
+            upserted = repo.upsert_contacts(session, [row.values() for row in batch], now)
             contact_ids = {u.phone: u.contact_id for u in upserted}
             pairs: list[tuple[int, int]] = []
             for row in batch:

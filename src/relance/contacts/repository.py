@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Integer,
     Select,
     Table,
+    Text,
+    bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
@@ -20,6 +26,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from relance.campaigns.domain import OPEN_RECIPIENT_STATES
@@ -86,11 +93,27 @@ def set_contact_categories(
 
 def link_contacts(session: Session, pairs: Sequence[tuple[int, int]]) -> None:
     """Insert (contact_id, category_id) links; existing ones are left as they are."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for part in chunks(pairs, MAX_BIND_PARAMS // 2):
-        rows = [{"contact_id": c, "category_id": k} for c, k in part]
-        session.execute(insert(LINKS).values(rows).on_conflict_do_nothing())
+    if not pairs:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # Two array parameters instead of two per row: see upsert_contacts.
+        source = (
+            func.unnest(
+                bindparam("contact_ids", [c for c, _ in pairs], type_=ARRAY(Integer)),
+                bindparam("category_ids", [k for _, k in pairs], type_=ARRAY(Integer)),
+            )
+            .table_valued("contact_id", "category_id")
+            .render_derived("source")
+        )
+        from_array = postgresql.insert(LINKS).from_select(
+            ["contact_id", "category_id"], select(source.c.contact_id, source.c.category_id)
+        )
+        session.execute(from_array.on_conflict_do_nothing())
+        return
+    rows = [{"contact_id": c, "category_id": k} for c, k in pairs]
+    # executemany: compiled once, sent as multi-row VALUES pages ("insertmanyvalues").
+    stmt = sqlite.insert(LINKS).on_conflict_do_nothing()
+    session.execute(stmt.execution_options(insertmanyvalues_page_size=MAX_BIND_PARAMS // 2), rows)
 
 
 def contacts_query(
@@ -209,7 +232,9 @@ def contact_count(session: Session, category_id: int) -> int:
 
 def ensure_categories(session: Session, names: Collection[str]) -> dict[str, int]:
     """Ids of the categories called ``names`` (ignoring case), creating the missing ones."""
-    wanted = {name.lower(): name for name in names}
+    wanted: dict[str, str] = {}
+    for name in names:  # the first spelling given is the one created
+        wanted.setdefault(name.lower(), name)
     ids: dict[str, int] = {}
     if not wanted:
         return ids
@@ -234,6 +259,13 @@ def ensure_categories(session: Session, names: Collection[str]) -> dict[str, int
 # CSV import ----------------------------------------------------------------------------
 
 
+class ImportedContact(NamedTuple):
+    phone: str
+    first_name: str
+    last_name: str
+    attributes: dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Upserted:
     contact_id: int
@@ -241,8 +273,10 @@ class Upserted:
     created: bool
 
 
-def upsert_contacts(session: Session, rows: Sequence[dict[str, Any]]) -> list[Upserted]:
-    """Insert the rows or update the contact already holding the phone, in one statement.
+def upsert_contacts(
+    session: Session, rows: Sequence[ImportedContact], now: datetime
+) -> list[Upserted]:
+    """Insert the rows or update the contact already holding the phone, set-based.
 
     On conflict a non-empty name replaces the stored one, attributes are merged (the row's
     keys win) and opted_out_at is never touched: re-importing a file must not opt anyone in.
@@ -250,28 +284,72 @@ def upsert_contacts(session: Session, rows: Sequence[dict[str, Any]]) -> list[Up
     """
     if not rows:
         return []
-    phones = [row["phone"] for row in rows]
     if session.get_bind().dialect.name == "postgresql":
-        pg = postgresql.insert(CONTACTS).values(list(rows))
-        stmt = pg.on_conflict_do_update(
-            index_elements=[CONTACTS.c.phone],
-            set_=_update_set(pg.excluded, CONTACTS.c.attributes.op("||")(pg.excluded.attributes)),
-        ).returning(
-            CONTACTS.c.id,
-            CONTACTS.c.phone,
-            # xmax is 0 on a freshly inserted row version and set on an updated one.
-            literal_column("xmax = 0", Boolean).label("inserted"),
+        return _upsert_postgresql(session, rows, now)
+    return _upsert_sqlite(session, rows, now)
+
+
+def _upsert_postgresql(
+    session: Session, rows: Sequence[ImportedContact], now: datetime
+) -> list[Upserted]:
+    # The rows travel as four array parameters unnested server-side: a multi-row VALUES list
+    # would carry six parameters per row, and building and parsing that query text for
+    # thousands of rows costs more than PostgreSQL takes to run it.
+    source = (
+        func.unnest(
+            bindparam("phones", [r.phone for r in rows], type_=ARRAY(Text)),
+            bindparam("first_names", [r.first_name for r in rows], type_=ARRAY(Text)),
+            bindparam("last_names", [r.last_name for r in rows], type_=ARRAY(Text)),
+            bindparam("attributes", [json.dumps(r.attributes) for r in rows], type_=ARRAY(Text)),
         )
-        return [Upserted(i, p, bool(new)) for i, p, new in session.execute(stmt)]
+        .table_valued("phone", "first_name", "last_name", "attributes")
+        .render_derived("source")
+    )
+    stamp = bindparam("now", now, type_=CONTACTS.c.created_at.type)
+    values = select(
+        source.c.phone,
+        source.c.first_name,
+        source.c.last_name,
+        cast(source.c.attributes, JSONB),
+        stamp,
+        stamp,
+    )
+    insert = postgresql.insert(CONTACTS).from_select(
+        ["phone", "first_name", "last_name", "attributes", "created_at", "updated_at"], values
+    )
+    stmt = insert.on_conflict_do_update(
+        index_elements=[CONTACTS.c.phone],
+        set_=_update_set(
+            insert.excluded, CONTACTS.c.attributes.op("||")(insert.excluded.attributes)
+        ),
+    ).returning(
+        CONTACTS.c.id,
+        CONTACTS.c.phone,
+        # xmax is 0 on a freshly inserted row version and set on an updated one.
+        literal_column("xmax = 0", Boolean).label("inserted"),
+    )
+    return [Upserted(i, p, bool(new)) for i, p, new in session.execute(stmt)]
+
+
+def _upsert_sqlite(
+    session: Session, rows: Sequence[ImportedContact], now: datetime
+) -> list[Upserted]:
     # SQLite has no xmax: the phones present before the upsert are the updated ones. The
     # transaction holds SQLite's write lock (BEGIN IMMEDIATE), so none can appear meanwhile.
-    existing = set(session.scalars(select(CONTACTS.c.phone).where(CONTACTS.c.phone.in_(phones))))
-    lite = sqlite.insert(CONTACTS).values(list(rows))
-    merged = func.json_patch(CONTACTS.c.attributes, lite.excluded.attributes)
-    stmt = lite.on_conflict_do_update(
-        index_elements=[CONTACTS.c.phone], set_=_update_set(lite.excluded, merged)
+    existing: set[str] = set()
+    for part in chunks([r.phone for r in rows], MAX_BIND_PARAMS):
+        existing.update(session.scalars(select(CONTACTS.c.phone).where(CONTACTS.c.phone.in_(part))))
+    insert = sqlite.insert(CONTACTS)
+    merged = func.json_patch(CONTACTS.c.attributes, insert.excluded.attributes)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[CONTACTS.c.phone], set_=_update_set(insert.excluded, merged)
     ).returning(CONTACTS.c.id, CONTACTS.c.phone)
-    return [Upserted(i, p, p not in existing) for i, p in session.execute(stmt)]
+    params = [{**r._asdict(), "created_at": now, "updated_at": now} for r in rows]
+    # executemany: SQLAlchemy compiles the statement once and sends multi-row VALUES pages
+    # ("insertmanyvalues") within SQLite's bind-parameter limit.
+    page = MAX_BIND_PARAMS // len(params[0])
+    result = session.execute(stmt.execution_options(insertmanyvalues_page_size=page), params)
+    return [Upserted(i, p, p not in existing) for i, p in result]
 
 
 def _update_set(excluded: Any, attributes: Any) -> dict[str, Any]:

@@ -1,0 +1,252 @@
+"""CSV import of contacts (SPEC section 3: report every rejected row, import the rest)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from relance.config import Settings
+from relance.contacts.csv_import import import_contacts
+from relance.errors import Invalid
+from tests.api_helpers import api_client, row_counts
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "contacts_import.csv"
+TABLES = ("contacts", "contact_categories", "categories")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with api_client(settings) as c:
+        yield c
+
+
+def _import(
+    client: TestClient, content: bytes, expected_status: int = 200, **kwargs: Any
+) -> dict[str, Any]:
+    response = client.post(
+        "/api/contacts/import", files={"file": ("contacts.csv", content, "text/csv")}, **kwargs
+    )
+    assert response.status_code == expected_status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _contacts(client: TestClient) -> dict[str, dict[str, Any]]:
+    items = client.get("/api/contacts", params={"limit": 1000}).json()["items"]
+    return {c["phone"]: c for c in items}
+
+
+def _category_ids(client: TestClient) -> dict[str, int]:
+    return {c["name"]: c["id"] for c in client.get("/api/categories").json()["items"]}
+
+
+def test_the_fixture_file_imports_good_rows_and_reports_bad_ones(
+    client: TestClient, settings: Settings
+) -> None:
+    result = _import(client, FIXTURE.read_bytes())
+    assert result == {
+        "created": 5,
+        "updated": 0,
+        "rejected": [
+            {"row": 4, "error": "phone: not a valid phone number: '12345'"},
+            {"row": 8, "error": "phone: not a phone number: 'not a number'"},
+            {"row": 9, "error": "phone: phone number is empty"},
+        ],
+    }
+    categories = _category_ids(client)
+    assert set(categories) == {"VIP", "Paris", "clients"}
+    contacts = _contacts(client)
+    assert set(contacts) == {
+        "+33612345678",
+        "+33698765432",
+        "+33611223344",
+        "+33781234567",
+        "+16502530000",
+    }
+    camille = contacts["+33612345678"]
+    # Line 7 repeats line 2's phone: it updates that contact (empty names keep theirs).
+    assert (camille["first_name"], camille["last_name"]) == ("Camille", "Martin")
+    assert camille["attributes"] == {"city": "Lyon", "plan": "platinum"}
+    assert camille["category_ids"] == sorted([categories["VIP"], categories["clients"]])
+    bob = contacts["+33698765432"]
+    assert (bob["first_name"], bob["last_name"]) == ("Robert", "Durand")
+    assert bob["attributes"] == {"city": "Paris"}
+    assert bob["category_ids"] == sorted([categories["VIP"], categories["Paris"]])
+    assert contacts["+33611223344"]["first_name"] == "Chloé"
+    assert contacts["+33781234567"]["category_ids"] == [categories["clients"]]
+    assert contacts["+16502530000"]["attributes"] == {"city": "Mountain View"}
+    assert row_counts(settings, *TABLES) == {
+        "contacts": 5,
+        "contact_categories": 5,
+        "categories": 3,
+    }
+
+
+def test_importing_again_updates_and_keeps_opt_outs_and_extra_attributes(
+    client: TestClient, settings: Settings
+) -> None:
+    existing = client.post(
+        "/api/contacts",
+        json={"phone": "+33611223344", "first_name": "Old", "attributes": {"vip": True}},
+    ).json()
+    client.patch(f"/api/contacts/{existing['id']}", json={"opted_out": True})
+    first = _import(client, FIXTURE.read_bytes())
+    assert (first["created"], first["updated"], len(first["rejected"])) == (4, 1, 3)
+    chloe = client.get(f"/api/contacts/{existing['id']}").json()
+    assert chloe["first_name"] == "Chloé"
+    assert chloe["attributes"] == {"vip": True, "city": "Marseille", "plan": "silver"}
+    assert chloe["opted_out"] is True
+    second = _import(client, FIXTURE.read_bytes())
+    assert (second["created"], second["updated"], len(second["rejected"])) == (0, 5, 3)
+    assert row_counts(settings, *TABLES) == {
+        "contacts": 5,
+        "contact_categories": 5,
+        "categories": 3,
+    }
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_comma_separated_without_bom_and_quoted_cells(client: TestClient, newline: str) -> None:
+    text = newline.join(
+        [
+            "Phone,First Name,last-name,Categories,Note",
+            '0612345678,"Martin, Camille",M,"A; B","line one',
+            'line two"',
+            "0698765432,Bob,,,",
+            "0700,Bad,,,",
+        ]
+    )
+    result = _import(client, text.encode())
+    assert result["created"] == 2
+    # The quoted note spans lines 2 and 3: the next rows are lines 4 and 5.
+    assert result["rejected"] == [{"row": 5, "error": "phone: not a valid phone number: '0700'"}]
+    camille = _contacts(client)["+33612345678"]
+    assert camille["first_name"] == "Martin, Camille"
+    assert camille["attributes"] == {"Note": f"line one{newline}line two"}
+    assert len(camille["category_ids"]) == 2
+    assert set(_category_ids(client)) == {"A", "B"}
+
+
+def test_rows_with_too_many_fields_and_long_names_are_rejected(client: TestClient) -> None:
+    text = "\n".join(
+        [
+            "phone;first_name",
+            "0612345678;Camille;extra",
+            "0698765432;Bob;;",
+            f"+16502530000;{'x' * 201}",
+        ]
+    )
+    result = _import(client, text.encode())
+    assert result == {
+        "created": 1,
+        "updated": 0,
+        "rejected": [
+            {"row": 2, "error": "3 fields, but the header has 2"},
+            {"row": 4, "error": "first_name: longer than 200 characters"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("how", ["query", "form"])
+def test_category_id_puts_every_imported_contact_in_it(client: TestClient, how: str) -> None:
+    club = client.post("/api/categories", json={"name": "Club"}).json()["id"]
+    text = b"phone,categories\n0612345678,VIP\n0698765432,\n"
+    args: dict[str, Any] = {"params" if how == "query" else "data": {"category_id": club}}
+    assert _import(client, text, **args)["created"] == 2
+    for contact in _contacts(client).values():
+        assert club in contact["category_ids"]
+    assert client.get(f"/api/categories/{club}").json()["contact_count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"\xef\xbb\xbf\n\n", "empty"),
+        (b";;;\n", "empty"),
+        ("phone,nom\n0612345678,Müller\n".encode("latin-1"), "not UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8"),
+        (b"phone,name\n0612345678,a\x00b\n", "NUL"),
+        (b"first_name,last_name\nCamille,Martin\n", "no 'phone' column"),
+        (b"phone,city,City ,city\n0612345678,a,b,c\n", "appears twice"),
+        (b"Phone,PHONE\n0612345678,0698765432\n", "appears twice"),
+    ],
+)
+def test_a_file_that_is_not_a_usable_csv_is_422_and_writes_nothing(
+    client: TestClient, settings: Settings, content: bytes, message: str
+) -> None:
+    response = client.post(
+        "/api/contacts/import", files={"file": ("contacts.csv", content, "text/csv")}
+    )
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail[0]["field"] == "file"
+    assert message in detail[0]["msg"]
+    assert row_counts(settings, *TABLES) == dict.fromkeys(TABLES, 0)
+
+
+def test_bad_requests_are_422_and_write_nothing(client: TestClient, settings: Settings) -> None:
+    csv = FIXTURE.read_bytes()
+    unknown = client.post(
+        "/api/contacts/import",
+        files={"file": ("c.csv", csv, "text/csv")},
+        params={"category_id": 999},
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["field"] == "category_id"
+    for params in ({"category_id": "x"}, {"category_id": 0}):
+        response = client.post(
+            "/api/contacts/import", files={"file": ("c.csv", csv, "text/csv")}, params=params
+        )
+        assert response.status_code == 422
+    no_file = client.post("/api/contacts/import", data={"category_id": "1"})
+    assert no_file.status_code == 422
+    assert no_file.json()["detail"][0]["field"] == "file"
+    as_json = client.post("/api/contacts/import", json={"file": "phone\n0612345678"})
+    assert as_json.status_code == 422
+    assert row_counts(settings, *TABLES) == dict.fromkeys(TABLES, 0)
+
+
+def test_batches_commit_one_after_the_other(settings: Settings) -> None:
+    rows = [f"+3361234{i:04d},N{i},,G{i % 3}" for i in range(23)]
+    content = ("phone,first_name,last_name,categories\n" + "\n".join(rows)).encode()
+    result = import_contacts(settings, content, batch_size=5)
+    assert (result.created, result.updated, result.rejected) == (23, 0, [])
+    again = import_contacts(settings, content, batch_size=4)
+    assert (again.created, again.updated) == (0, 23)
+    assert row_counts(settings, *TABLES) == {
+        "contacts": 23,
+        "contact_categories": 23,
+        "categories": 3,
+    }
+    with pytest.raises(Invalid):
+        import_contacts(settings, b"name\nx\n")
+
+
+def test_twenty_thousand_rows(client: TestClient, settings: Settings) -> None:
+    n = 20_000
+    lines = ["phone;first_name;last_name;categories;city"]
+    lines += [
+        f"+33 6 {i // 10000:02d} {i % 10000:04d} 00;F{i};L{i};Bulk;C{i % 50}" for i in range(n)
+    ]
+    lines += ["nonsense;x;y;;"] * 3
+    content = ("\n".join(lines) + "\n").encode()
+    started = time.perf_counter()
+    result = _import(client, content)
+    elapsed = time.perf_counter() - started
+    print(f"imported {n} rows on {settings.effective_database_url.split(':')[0]} in {elapsed:.2f}s")
+    assert (result["created"], result["updated"]) == (n, 0)
+    assert [r["row"] for r in result["rejected"]] == [n + 2, n + 3, n + 4]
+    assert row_counts(settings, *TABLES) == {
+        "contacts": n,
+        "contact_categories": n,
+        "categories": 1,
+    }
+    again = _import(client, content)
+    assert (again["created"], again["updated"]) == (0, n)
+    assert row_counts(settings, "contacts")["contacts"] == n
