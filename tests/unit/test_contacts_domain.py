@@ -1,0 +1,102 @@
+"""Contact rules with no I/O: phone numbers, stop keywords, personalisation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relance.contacts.domain import (
+    InvalidPhone,
+    contact_values,
+    fold_keyword,
+    is_stop_keyword,
+    missing_placeholders,
+    normalize_phone,
+    placeholders,
+    render,
+    valid_template,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("06 12 34 56 78", "FR", "+33612345678"),
+        ("06.12.34.56.78", "FR", "+33612345678"),
+        ("+33 6 12 34 56 78", "US", "+33612345678"),
+        ("0033612345678", "FR", "+33612345678"),
+        ("  +33612345678  ", "FR", "+33612345678"),
+        ("(650) 253-0000", "US", "+16502530000"),
+        ("+1 650 253 0000", "FR", "+16502530000"),
+        ("020 7946 0958", "GB", "+442079460958"),
+    ],
+)
+def test_normalize_phone_gives_e164(raw: str, region: str, expected: str) -> None:
+    assert normalize_phone(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("not a number", "not a phone number"),
+        ("12345", "not a valid phone number"),
+        ("+336123456789", "not a valid phone number"),
+        ("(650) 253-0000", "not a valid phone number"),  # a US number read as French
+    ],
+)
+def test_normalize_phone_refuses_what_is_not_a_number(raw: str, reason: str) -> None:
+    with pytest.raises(InvalidPhone, match=reason):
+        normalize_phone(raw, "FR")
+
+
+@given(st.integers(min_value=0, max_value=99_999_999), st.sampled_from(["", " ", ".", "-"]))
+def test_normalize_phone_is_idempotent_on_french_mobiles(n: int, sep: str) -> None:
+    digits = f"06{n:08d}"
+    written = sep.join(digits[i : i + 2] for i in range(0, 10, 2))
+    e164 = normalize_phone(written, "FR")
+    assert e164 == f"+336{n:08d}"
+    assert normalize_phone(e164, "US") == e164
+
+
+def test_fold_keyword_ignores_case_accents_and_spaces() -> None:
+    assert fold_keyword(" Arrêt ") == "ARRET"
+    assert fold_keyword("stop") == "STOP"
+
+
+def test_is_stop_keyword_accepts_trailing_punctuation_only() -> None:
+    keywords = {"STOP", "ARRET"}
+    assert is_stop_keyword("stop", keywords)
+    assert is_stop_keyword("Arrêt !", keywords)
+    assert is_stop_keyword("STOP.", keywords)
+    assert not is_stop_keyword("please stop", keywords)
+    assert not is_stop_keyword("stopped", keywords)
+
+
+def test_placeholders_and_rendering() -> None:
+    template = "Bonjour {first_name}, votre code {code} expire"
+    assert placeholders(template) == {"first_name", "code"}
+    values = contact_values("Camille", "", {"code": 42, "empty": "", "none": None})
+    assert values == {"first_name": "Camille", "code": "42"}
+    assert missing_placeholders(template, values) == set()
+    assert missing_placeholders(template, {"first_name": "x"}) == {"code"}
+    assert render(template, values, {}) == "Bonjour Camille, votre code 42 expire"
+    # A value missing for the contact takes the campaign's default, else nothing.
+    assert render("Hi {first_name}{x}", {}, {"first_name": "there"}) == "Hi there"
+
+
+def test_valid_template() -> None:
+    assert valid_template("Hi {first_name}") is None
+    assert valid_template("no placeholders") is None
+    assert valid_template("broken {first_name") is not None
+    assert valid_template("Hi {first name}") is not None
+    assert valid_template("Hi {0}") is not None
+
+
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), st.text(max_size=10)))
+def test_rendering_with_every_value_leaves_no_placeholder(values: dict[str, str]) -> None:
+    template = " ".join(f"{{{name}}}" for name in values)
+    rendered = render(template, values, {})
+    assert rendered == " ".join(values.values())
