@@ -1,0 +1,180 @@
+"""``relance up``: the API, one worker and exactly one Beat as child processes, stopped together.
+
+Each child is ``python -m relance <role>`` with the same environment, so every process reads the
+same configuration. SIGINT/SIGTERM stop the children (SIGTERM, then SIGKILL after a grace
+period); a child that dies on its own stops the others: no orphan is ever left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+from relance.config import Settings
+from relance.logs import configure_logging
+
+STOP_GRACE_SECONDS = 15.0
+
+
+@dataclass
+class Stack:
+    """The child processes of one ``relance up``."""
+
+    env: dict[str, str]
+    host: str
+    port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_dir: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        roles = {
+            "api": ["api", "--host", self.host, "--port", str(self.port)],
+            "worker": ["worker"],
+            "beat": ["beat"],
+        }
+        for role, args in roles.items():
+            out = None
+            if self.log_dir:
+                out = open(os.path.join(self.log_dir, f"{role}.log"), "ab")  # noqa: SIM115
+            self.procs[role] = subprocess.Popen(
+                [sys.executable, "-m", "relance", *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the API answers /health (or a child dies, or time runs out)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"the API did not answer on {self.base_url} within {timeout:.0f} s")
+
+    def check_alive(self) -> None:
+        for role, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None:
+                raise ChildExited(role, code)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.procs.values():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class ChildExited(RuntimeError):
+    def __init__(self, role: str, code: int) -> None:
+        super().__init__(f"the {role} process exited with code {code}")
+        self.role = role
+        self.code = code
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def stack_env(
+    settings: Settings, host: str, port: int, extra: Mapping[str, str] = {}
+) -> dict[str, str]:
+    """The children's environment: ours, plus what every process must agree on."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "HOST": host,
+            "PORT": str(port),
+            "PUBLIC_URL": settings.public_url or f"http://{host}:{port}",
+            "RELANCE_DATA_DIR": str(settings.data_dir.resolve()),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running_stack(
+    settings: Settings,
+    host: str,
+    port: int,
+    extra_env: Mapping[str, str] = {},
+    log_dir: str | None = None,
+) -> Iterator[Stack]:
+    """Start the stack, yield it once the API answers, always stop it."""
+    from relance.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings)
+    stack = Stack(stack_env(settings, host, port, extra_env), host, port, log_dir=log_dir)
+    try:
+        stack.start()
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def run_stack(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+    """Run until Ctrl-C / SIGTERM; 0 on a clean stop, 1 if a child died."""
+    configure_logging(settings.log_level, settings.log_json)
+    host = host or settings.host
+    port = port or settings.port
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    try:
+        with running_stack(settings, host, port) as stack:
+            mode = "embedded (SQLite, filesystem broker)" if settings.is_embedded else "production"
+            print(f"relance is up ({mode}), provider: {settings.provider}", flush=True)
+            print(f"  dashboard:  {stack.base_url}/", flush=True)
+            print(f"  API docs:   {stack.base_url}/docs", flush=True)
+            print("  API key:    relance apikey create", flush=True)
+            print("Ctrl-C stops everything.", flush=True)
+            while True:
+                stack.check_alive()
+                time.sleep(0.5)
+    except _Stop as stop:
+        print(f"relance: {stop}: stopping", file=sys.stderr, flush=True)
+        return 0
+    except ChildExited as exc:
+        print(f"relance: {exc}; stopped the others", file=sys.stderr, flush=True)
+        return 1
+    except TimeoutError as exc:
+        print(f"relance: {exc}", file=sys.stderr, flush=True)
+        return 1
