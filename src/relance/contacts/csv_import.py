@@ -212,13 +212,11 @@ def import_contacts(
     category_id: int | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> ImportResult:
-    """Import a CSV file (see the module docstring), committing one batch at a time.
-
-    This opens its own sessions instead of using the request's: one transaction per batch
-    keeps each lock short (on SQLite the single writer lock would otherwise be held for the
-    whole file, stalling workers and webhooks) and bounds what a failure can roll back.
-    The caller must hold no open write transaction, or SQLite would wait on itself.
-    """
+    """Import a CSV file as the module docstring says, committing one batch at a time."""
+    # Sessions of its own rather than the request's: one transaction per batch keeps each
+    # lock short (on SQLite the single writer lock would otherwise be held for the whole
+    # file, stalling workers and webhooks) and bounds what a failure rolls back. The caller
+    # must hold no open write transaction, or on SQLite these would wait on it.
     parsed = parse_csv(content, settings.default_region)
     factory = session_factory(settings)
     with factory.begin() as session:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -28,17 +28,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import Subquery
 
 from relance.campaigns.domain import OPEN_RECIPIENT_STATES
 from relance.models import Base, Category, Contact, Recipient, contact_categories, utcnow
 
+T = TypeVar("T")
 CONTACTS: Table = Base.metadata.tables["contacts"]
 LINKS = contact_categories
 # Stay under the bind-parameter ceilings (SQLite's default 32,766; PostgreSQL's 65,535).
 MAX_BIND_PARAMS = 30_000
 
 
-def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -201,7 +203,7 @@ def missing_category_ids(session: Session, ids: Collection[int]) -> list[int]:
     return sorted(set(ids) - found)
 
 
-def _count_subquery() -> Any:
+def _count_subquery() -> Subquery:
     return (
         select(LINKS.c.category_id, func.count().label("n"))
         .group_by(LINKS.c.category_id)
@@ -276,12 +278,10 @@ class Upserted:
 def upsert_contacts(
     session: Session, rows: Sequence[ImportedContact], now: datetime
 ) -> list[Upserted]:
-    """Insert the rows or update the contact already holding the phone, set-based.
-
-    On conflict a non-empty name replaces the stored one, attributes are merged (the row's
-    keys win) and opted_out_at is never touched: re-importing a file must not opt anyone in.
-    ``rows`` must not repeat a phone (one statement may not update a row twice).
-    """
+    """Insert each row, or update the contact holding its phone; rows must not repeat a phone."""
+    # On conflict a non-empty name replaces the stored one and attributes merge (the row's
+    # keys win); opted_out_at is never touched: re-importing a file must not opt anyone in.
+    # A repeated phone would make PostgreSQL refuse to update one row twice in a statement.
     if not rows:
         return []
     if session.get_bind().dialect.name == "postgresql":

@@ -121,7 +121,7 @@ def update_contact(
     if data.category_ids is not None:
         repo.set_contact_categories(session, contact.id, data.category_ids)
     contact.updated_at = utcnow()
-    _flush(session, f"phone {phone} already belongs to another contact")
+    _flush(session, f"phone {contact.phone} already belongs to another contact")
     return contact
 
 
