@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from relance.providers.base import (
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 _STATUSES = {"sent", "delivered", "read", "failed"}
+_OUR_ID = re.compile(r"[0-9]{1,18}")  # a message id of ours fits a BIGINT
 
 
 def sign(body: bytes, app_secret: str) -> str:
@@ -68,15 +70,39 @@ def _require(obj: Mapping[str, Any], key: str, where: str) -> Any:
     return obj[key]
 
 
+def _object(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """An optional nested object: absent gives {}, any other shape is malformed (400, not 500)."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise WebhookRejected(400, f"malformed webhook: {where}.{key} must be an object")
+    return value
+
+
+def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise WebhookRejected(400, f"malformed webhook: {where}.{key} must be a list")
+    return value
+
+
 def _status_event(status: Mapping[str, Any], where: str) -> StatusEvent | None:
     wamid = str(_require(status, "id", where))
     value = str(_require(status, "status", where))
     if value not in _STATUSES:
         return None  # e.g. "deleted", "warning": nothing we track
-    errors = status.get("errors") or []
-    first = errors[0] if errors and isinstance(errors[0], Mapping) else {}
-    opaque = status.get("biz_opaque_callback_data")
-    our_id = int(opaque) if isinstance(opaque, str | int) and str(opaque).isdigit() else None
+    errors = _list(status, "errors", where)
+    first: Mapping[str, Any] = {}
+    if errors:
+        if not isinstance(errors[0], Mapping):
+            raise WebhookRejected(400, f"malformed webhook: {where}.errors[0] must be an object")
+        first = errors[0]
+    # Anything but one of our ids (another system's data, a number too big for a row id) is not.
+    opaque = str(status.get("biz_opaque_callback_data"))
+    our_id = int(opaque) if _OUR_ID.fullmatch(opaque) else None
     return StatusEvent(
         dedup_key=f"meta:status:{wamid}:{value}",
         provider_message_id=wamid,
@@ -92,24 +118,24 @@ def _status_event(status: Mapping[str, Any], where: str) -> StatusEvent | None:
 def _message_event(message: Mapping[str, Any], where: str) -> InteractionEvent:
     wamid = str(_require(message, "id", where))
     kind_raw = str(message.get("type", "other"))
-    context = message.get("context") or {}
-    context_id = context.get("id") if isinstance(context, Mapping) else None
+    context_id = _object(message, "context", where).get("id")
     kind: InteractionKind = "other"
     text = ""
     if kind_raw == "text":
-        kind, text = "text", str((message.get("text") or {}).get("body", ""))
+        kind, text = "text", str(_object(message, "text", where).get("body", ""))
     elif kind_raw == "button":
         kind = "button"
-        button = message.get("button") or {}
+        button = _object(message, "button", where)
         text = str(button.get("text") or button.get("payload") or "")
     elif kind_raw == "interactive":
         kind = "interactive"
-        inner = message.get("interactive") or {}
-        reply = inner.get("button_reply") or inner.get("list_reply") or {}
+        inner = _object(message, "interactive", where)
+        at = f"{where}.interactive"
+        reply = _object(inner, "button_reply", at) or _object(inner, "list_reply", at)
         text = str(reply.get("title") or reply.get("id") or "")
     elif kind_raw == "reaction":
         kind = "reaction"
-        reaction = message.get("reaction") or {}
+        reaction = _object(message, "reaction", where)
         text = str(reaction.get("emoji", ""))
         context_id = reaction.get("message_id") or context_id
     return InteractionEvent(
@@ -144,11 +170,11 @@ def parse(body: bytes) -> list[ProviderEvent]:
             value = _require(change, "value", f"entry[{i}].changes[{j}]")
             if not isinstance(value, Mapping):
                 raise WebhookRejected(400, f"malformed webhook: {where} must be an object")
-            for k, status in enumerate(value.get("statuses") or []):
+            for k, status in enumerate(_list(value, "statuses", where)):
                 event = _status_event(status, f"{where}.statuses[{k}]")
                 if event is not None:
                     events.append(event)
-            for k, message in enumerate(value.get("messages") or []):
+            for k, message in enumerate(_list(value, "messages", where)):
                 events.append(_message_event(message, f"{where}.messages[{k}]"))
     return events
 
