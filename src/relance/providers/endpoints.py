@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
+from relance.campaigns.endpoints import get_followups
+from relance.campaigns.followups import Followups
 from relance.config import get_settings
 from relance.db import session_scope
 from relance.providers import meta_webhooks
@@ -29,10 +31,10 @@ def meta_handshake(request: Request) -> str:
 
 
 @router.post("/{provider}")
-async def receive(provider: str, request: Request) -> dict[str, Any]:
+async def receive(
+    provider: str, request: Request, followups: Annotated[Followups, Depends(get_followups)]
+) -> dict[str, Any]:
     """Verify the signature on the raw body; store each event once; apply all in one transaction."""
-    from relance.tasks import followups
-
     settings = get_settings()
     body = await request.body()
     url = settings.effective_public_url + request.url.path
