@@ -115,8 +115,14 @@ def recount(session: Session, campaign_id: int) -> dict[str, int]:
     for state, n in rows:
         out[STATE_COUNTERS[RecipientState(state)]] = n
     m1 = and_(Message.campaign_id == campaign_id, Message.kind == MessageKind.MESSAGE_1.value)
+    # Contacts sent Message 1, each once even when retry_failed sent it again (R2.3).
     out["message_1_sent"] = (
-        session.scalar(select(func.count()).where(m1, Message.sent_at.is_not(None))) or 0
+        session.scalar(
+            select(func.count(func.distinct(Message.recipient_id))).where(
+                m1, Message.sent_at.is_not(None)
+            )
+        )
+        or 0
     )
     out["delivered"] = (
         session.scalar(select(func.count()).where(m1, Message.delivered_at.is_not(None))) or 0

@@ -108,6 +108,29 @@ def _campaign_flags(session: Session, campaign_ids: set[int]) -> dict[int, tuple
     return {cid: (m2 is not None, window) for cid, m2, window in rows}
 
 
+def _sent_message_1_before(
+    session: Session, recipient_ids: Sequence[int], excluding: Sequence[int]
+) -> set[int]:
+    """Recipients already sent an earlier Message 1 (before a retry_failed).
+
+    R2.3: ``message_1_sent`` counts contacts, not sends. A contact whose first Message 1 went
+    out and who then failed (failed Message 2, late ``failed`` status) and was retried must
+    not be counted twice, or the plan's ``finals >= message_1_sent`` never holds again.
+    """
+    if not recipient_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Message.recipient_id).where(
+                Message.recipient_id.in_(recipient_ids),
+                Message.kind == MessageKind.MESSAGE_1.value,
+                Message.sent_at.is_not(None),
+                Message.id.not_in(excluding),
+            )
+        )
+    )
+
+
 def mark_sent(
     session: Session,
     followups: Followups,
@@ -120,6 +143,7 @@ def mark_sent(
     """``sending -> sent`` by compare-and-set, and the recipient moves on (M1 -> awaiting_reply)."""
     done = 0
     moved: list[tuple[int, int, str]] = []
+    moved_ids: list[int] = []
     for message_id, provider_id in message_ids_and_provider_ids:
         row = session.execute(
             update(Message)
@@ -136,14 +160,19 @@ def mark_sent(
         ).first()
         if row is not None:
             moved.append((row.recipient_id, row.campaign_id, row.kind))
+            moved_ids.append(message_id)
             done += 1
     if not moved:
         return 0
     flags = _campaign_flags(session, {cid for _, cid, _ in moved})
+    already_sent = _sent_message_1_before(
+        session, [r for r, _, k in moved if k == MessageKind.MESSAGE_1], moved_ids
+    )
     for recipient_id, campaign_id, kind in moved:
         has_m2, window = flags[campaign_id]
         if kind == MessageKind.MESSAGE_1:
-            deltas.add(campaign_id, "message_1_sent")
+            if recipient_id not in already_sent:
+                deltas.add(campaign_id, "message_1_sent")
             target = recipient_state_after_message_1(has_m2)
             extra = {"window_closes_at": now + timedelta(seconds=window)} if has_m2 else {}
             repo.move_recipients(
