@@ -1,0 +1,63 @@
+// Contacts page: CSV import through the API, then the list is re-read from the server.
+"use strict";
+
+(() => {
+  const R = window.relance;
+  const $ = (id) => document.getElementById(id);
+  const form = $("import-form");
+
+  function showResult(data) {
+    $("import-created").textContent = String(data.created);
+    $("import-updated").textContent = String(data.updated);
+    $("import-rejected-count").textContent = String(data.rejected.length);
+    $("rejected-table").tBodies[0].replaceChildren(
+      ...data.rejected.map((rejected) => {
+        const row = document.createElement("tr");
+        for (const text of [String(rejected.row), rejected.error]) {
+          const cell = document.createElement("td");
+          cell.textContent = text;
+          row.append(cell);
+        }
+        return row;
+      }),
+    );
+    $("rejected-wrap").hidden = data.rejected.length === 0;
+    $("import-result").hidden = false;
+  }
+
+  /** Swap in the server-rendered list (and the category filter: the import may add some). */
+  async function reloadList() {
+    const response = await fetch(location.href, { credentials: "same-origin" });
+    if (!response.ok || response.redirected) return;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const id of ["contacts-list", "contacts-total", "category"]) {
+      const fresh = page.getElementById(id);
+      if (fresh && $(id)) $(id).replaceWith(document.adoptNode(fresh));
+    }
+    R.localiseTimes(document);
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    R.showAlert($("import-error"), "");
+    const file = $("import-file").files[0];
+    if (!file) {
+      R.showAlert($("import-error"), "Choose a CSV file first.");
+      return;
+    }
+    const body = new FormData();
+    body.append("file", file);
+    $("import-button").disabled = true;
+    const answer = await R.api("POST", "/api/contacts/import", body);
+    $("import-button").disabled = false;
+    if (!answer.ok) {
+      const detail = answer.data && answer.data.detail;
+      const text = Array.isArray(detail) ? detail.map((d) => d.msg).join(" ") : String(detail);
+      R.showAlert($("import-error"), "Import refused: " + text);
+      return;
+    }
+    showResult(answer.data);
+    form.reset();
+    await reloadList();
+  });
+})();

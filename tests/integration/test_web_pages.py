@@ -1,0 +1,235 @@
+"""The dashboard's pages through the app on SQLite and PostgreSQL: sign-in, pages, helpers, SSE."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from relance.api import API_KEY_COOKIE, create_app
+from relance.campaigns.endpoints import get_followups
+from relance.campaigns.followups import RecordingFollowups
+from relance.config import Settings
+from relance.db import session_scope
+from relance.models import Contact
+from tests.api_helpers import new_api_key
+from tests.support.engine import FakeProvider, make_campaign, run_dispatch, seed_contacts
+
+PAGES = ("/", "/campaigns/new", "/contacts")
+
+
+@pytest.fixture
+def key(settings: Settings) -> str:
+    return new_api_key(settings, "dashboard")
+
+
+@pytest.fixture
+def anonymous(settings: Settings) -> Iterator[TestClient]:
+    """A browser without the cookie; redirects are checked, not followed."""
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        client.app.dependency_overrides[get_followups] = RecordingFollowups  # type: ignore[attr-defined]
+        yield client
+
+
+@pytest.fixture
+def browser(anonymous: TestClient, key: str) -> TestClient:
+    """A signed-in browser: the API key only in the cookie, never in a header."""
+    r = anonymous.post("/login", data={"api_key": key, "next": "/"})
+    assert r.status_code == 303
+    assert "authorization" not in anonymous.headers
+    return anonymous
+
+
+def test_login_with_a_bad_key_shows_the_error_and_sets_no_cookie(anonymous: TestClient) -> None:
+    for typed, message in (
+        ("rl_not-a-key", "This API key is not valid."),
+        ("", "Enter an API key."),
+    ):
+        r = anonymous.post("/login", data={"api_key": typed, "next": "/contacts"})
+        assert r.status_code == 401
+        assert message in r.text
+        assert 'value="/contacts"' in r.text  # the form keeps where to go next
+        assert "set-cookie" not in r.headers
+    assert API_KEY_COOKIE not in anonymous.cookies
+
+
+def test_login_with_a_good_key_sets_an_httponly_cookie_and_redirects(
+    anonymous: TestClient, key: str
+) -> None:
+    r = anonymous.post("/login", data={"api_key": f"  {key} ", "next": "/contacts?q=a"})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/contacts?q=a"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{API_KEY_COOKIE}={key};")
+    assert "HttpOnly" in cookie
+    assert "samesite=lax" in cookie.lower()
+    assert "Path=/" in cookie
+    # Signed in: the form sends you on; and never to another site.
+    assert anonymous.get("/login?next=/contacts").headers["location"] == "/contacts"
+    for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        assert anonymous.get("/login", params={"next": evil}).headers["location"] == "/"
+
+
+def test_pages_redirect_to_login_without_a_valid_cookie(anonymous: TestClient) -> None:
+    for cookie in (None, "rl_wrong", ""):
+        anonymous.cookies.clear()
+        if cookie is not None:
+            anonymous.cookies.set(API_KEY_COOKIE, cookie)
+        for path in (*PAGES, "/campaigns/1", "/contacts?q=x&page=2"):
+            r = anonymous.get(path)
+            assert r.status_code == 303, (cookie, path)
+            assert r.headers["location"].startswith("/login?next=%2F")
+        assert anonymous.get("/api/campaigns").status_code == 401
+    r = anonymous.get("/login?next=/campaigns/new")
+    assert r.status_code == 200
+    assert 'name="api_key"' in r.text
+
+
+def test_pages_render_with_the_cookie_and_logout_clears_it(
+    browser: TestClient, settings: Settings
+) -> None:
+    with session_scope(settings) as session:
+        seed_contacts(session, 3, category="clients")
+    for path in PAGES:
+        r = browser.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert "<script>" not in r.text  # no inline script: the CSP would block it
+    assert 'name="category_ids" value="1"' in browser.get("/campaigns/new").text
+    assert browser.get("/api/campaigns").status_code == 200  # the API accepts the cookie too
+    assert browser.get("/campaigns/999").status_code == 404
+
+    r = browser.post("/logout")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login"
+    assert API_KEY_COOKIE not in browser.cookies
+    assert browser.get("/").status_code == 303
+
+
+def test_user_text_is_escaped(browser: TestClient, settings: Settings) -> None:
+    evil = "<script>alert(1)</script>"
+    with session_scope(settings) as session:
+        category_id = seed_contacts(session, 1, category=f"cat{evil}")
+        session.query(Contact).update({"first_name": evil, "attributes": {"x": evil}})
+        cid = make_campaign(session, [category_id])
+    r = browser.patch(f"/api/campaigns/{cid}", json={"name": evil, "message_2": f"M2 {evil}"})
+    assert r.status_code == 200
+    for path in ("/", f"/campaigns/{cid}", "/contacts", "/campaigns/new"):
+        text = browser.get(path).text
+        assert evil not in text, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, path
+
+
+def test_contacts_page_searches_filters_and_pages(browser: TestClient, settings: Settings) -> None:
+    with session_scope(settings) as session:
+        clients = seed_contacts(session, 60, category="clients")
+        seed_contacts(session, 5, category="vip", start=100)
+
+    def phones(path: str) -> int:
+        r = browser.get(path)
+        assert r.status_code == 200
+        return r.text.count('<td class="nowrap">+336')
+
+    assert phones("/contacts") == 50
+    assert "Page 1 of 2" in browser.get("/contacts").text
+    assert phones("/contacts?page=2") == 15
+    assert phones(f"/contacts?category={clients}") == 50
+    assert phones(f"/contacts?category={clients}&page=2") == 10
+    assert phones("/contacts?category=&q=Ada59") == 1  # "All" sends an empty category
+    assert phones("/contacts?q=%2B33600000007") == 1
+    assert phones("/contacts?category=abc") == 50  # not an id: no filter, no error
+
+
+def test_preview_personalises_for_the_first_contact_of_the_categories(
+    browser: TestClient, settings: Settings
+) -> None:
+    with session_scope(settings) as session:
+        category_id = seed_contacts(session, 2, category="clients")
+        session.query(Contact).filter(Contact.first_name == "Ada0").update(
+            {"attributes": {"city": "Lyon"}}
+        )
+    body = {
+        "message_1": "Bonjour {first_name} {last_name} de {city}",
+        "message_2": "Code {code}",
+        "template_parameters": ["{first_name}"],
+        "category_ids": [category_id],
+        "placeholder_defaults": {"code": "X1"},
+    }
+    r = browser.post("/api/preview", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["contact"]["first_name"] == "Ada0"
+    assert out["message_1"] == "Bonjour Ada0 L de Lyon"
+    assert out["message_2"] == "Code X1"
+    assert out["template_parameters"] == ["Ada0"]
+    assert out["missing"] == []
+    r = browser.post("/api/preview", json={"message_1": "Hi {0} {city}", "category_ids": []})
+    assert r.json()["contact"] is None
+    assert r.json()["errors"] == {"message_1": "placeholder {0} is not a plain name"}
+    r = browser.post("/api/preview", json={"message_1": "{city}", "category_ids": [category_id]})
+    assert r.json()["missing"] == []  # Ada0 has a city
+    assert browser.post("/api/preview", json={"category_ids": [0]}).status_code == 422
+
+
+def test_campaign_page_follows_the_stream_to_completed(
+    browser: TestClient, settings: Settings
+) -> None:
+    """The SSE stream the page listens to, authenticated by the cookie, ends at completed."""
+    with session_scope(settings) as session:
+        category_id = seed_contacts(session, 6)
+        cid = make_campaign(session, [category_id], message_2=None)
+    page = browser.get(f"/campaigns/{cid}").text
+    assert 'data-status="draft"' in page
+    assert browser.post(f"/api/campaigns/{cid}/launch").json()["status"] == "sending"
+    assert browser.get(f"/api/campaigns/{cid}/timeline").json()["buckets"] == []
+    run_dispatch(settings, FakeProvider())
+
+    events: list[tuple[str, str]] = []
+    with browser.stream("GET", f"/api/campaigns/{cid}/events") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        name = ""
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, line.removeprefix("data: ")))
+                if name == "end":
+                    break
+    assert [n for n, _ in events][-1] == "end"
+    last = json.loads([d for n, d in events if n == "stats"][-1])
+    assert (last["status"], last["completed"], last["finished"], last["total"]) == (
+        "completed",
+        True,
+        6,
+        6,
+    )
+    assert last["completed_at"] is not None
+
+    page = browser.get(f"/campaigns/{cid}").text
+    assert 'data-status="completed"' in page
+    assert 'aria-valuenow="100"' in page
+    buckets = browser.get(f"/api/campaigns/{cid}/timeline").json()["buckets"]
+    assert sum(b["message_1"] for b in buckets) == 6
+    assert all(b["message_2"] == 0 for b in buckets)
+    assert 'data-status="completed"' in browser.get("/").text
+
+
+def test_dashboard_helpers_need_the_key(anonymous: TestClient, settings: Settings) -> None:
+    with session_scope(settings) as session:
+        cid = make_campaign(session, [])
+    assert anonymous.get(f"/api/campaigns/{cid}/timeline").status_code == 401
+    assert anonymous.post("/api/preview", json={}).status_code == 401
+    assert anonymous.get(f"/api/campaigns/{cid}/events").status_code == 401
+
+
+def test_static_files_are_served_and_nothing_else(anonymous: TestClient) -> None:
+    for name, kind in (("app.css", "text/css"), ("campaign.js", "text/javascript")):
+        r = anonymous.get(f"/static/{name}")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith(kind)
+    for bad in ("pages.py", "..%2Fpages.py", "missing.css", ".hidden.css", "APP.CSS"):
+        assert anonymous.get(f"/static/{bad}").status_code == 404, bad
