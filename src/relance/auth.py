@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from relance.models import ApiKey, utcnow
@@ -31,5 +32,16 @@ def find_api_key(session: Session, key: str) -> ApiKey | None:
         return None
     found = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
     if found is not None:
-        session.execute(update(ApiKey).where(ApiKey.id == found.id).values(last_used_at=utcnow()))
+        now = utcnow()
+        # At most one write a minute per key: on SQLite every write takes the database lock.
+        session.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.id == found.id,
+                or_(
+                    ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - timedelta(minutes=1)
+                ),
+            )
+            .values(last_used_at=now)
+        )
     return found

@@ -61,7 +61,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("relance", broker=settings.effective_broker_url, include=["relance.tasks"])
+    embedded_broker = settings.effective_broker_url.startswith("filesystem")
     app.conf.update(
+        broker_transport="relance.broker:AtomicFilesystemTransport" if embedded_broker else None,
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_acks_late=True,

@@ -1,0 +1,167 @@
+"""A campaign goes from launch to ``completed`` by itself with real processes (SPEC 1, 2).
+
+API (uvicorn), a Celery worker and Celery Beat run as subprocesses on PostgreSQL + Redis; the
+simulator answers over HTTP with signed Cloud API webhooks. Nothing but the processes moves
+the campaign: the test only launches it and waits, polling with a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relance.auth import create_api_key
+from relance.config import Settings, load_settings
+from relance.db import session_scope
+from relance.providers.simulator import reply_dropped, simulated_fate
+from relance.runner import free_port, running_stack
+from tests.support.engine import phone
+
+CONTACTS = 200
+WINDOW = 6
+FAST = {
+    "SEND_DELAY_SECONDS": "0",
+    "BATCH_PAUSE_SECONDS": "0",
+    "MAX_SENDS_PER_SECOND": "0",
+    "DAILY_QUOTA": "0",
+    "SIMULATOR_MIN_DELAY_SECONDS": "0.05",
+    "SIMULATOR_MAX_DELAY_SECONDS": "0.5",
+    "SIMULATOR_REPLY_RATE": "0.4",
+    "SIMULATOR_FAILURE_RATE": "0.1",
+    "CHECK_EXPIRED_INTERVAL_SECONDS": "1",
+    "CHECK_SENDING_INTERVAL_SECONDS": "3",
+    "DISPATCH_INTERVAL_SECONDS": "1",
+    "RELANCE_PROVIDER": "simulator",
+}
+
+
+def _stack_settings(
+    tmp_path: Path, pg_url: str, redis_url: str, extra: dict[str, str]
+) -> tuple[Settings, dict[str, str]]:
+    env = {
+        **FAST,
+        **extra,
+        "DATABASE_URL": pg_url,
+        "BROKER_URL": redis_url,
+        "RELANCE_DATA_DIR": str(tmp_path / "data"),
+    }
+    fields = {
+        k.lower(): v for k, v in env.items() if k not in ("RELANCE_DATA_DIR", "RELANCE_PROVIDER")
+    }
+    settings = load_settings(**fields, data_dir=tmp_path / "data", provider="simulator")
+    return settings, env
+
+
+@pytest.fixture
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_url: str, redis_url: str
+) -> Iterator[tuple[httpx.Client, Settings]]:
+    extra: dict[str, str] = getattr(request, "param", {})
+    settings, env = _stack_settings(tmp_path, pg_url, redis_url, extra)
+    port = free_port()
+    env["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    with running_stack(settings, "127.0.0.1", port, env, str(tmp_path)) as running:
+        with session_scope(settings) as session:
+            key = create_api_key(session, "e2e")
+        client = httpx.Client(
+            base_url=running.base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+        )
+        try:
+            yield client, settings
+        finally:
+            client.close()
+            for log in sorted(tmp_path.glob("*.log")):
+                print(
+                    f"--- {log.name} (tail) ---\n"
+                    + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                )
+
+
+def _launch(client: httpx.Client, n: int) -> int:
+    csv = "phone,first_name\n" + "".join(f"{phone(i)},C{i}\n" for i in range(n))
+    r = client.post("/api/contacts/import", files={"file": ("c.csv", csv, "text/csv")}, params={})
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] == n
+    ids: list[int] = []
+    offset = 0
+    while len(ids) < n:
+        page = client.get("/api/contacts", params={"limit": 1000, "offset": offset}).json()
+        ids += [c["id"] for c in page["items"]]
+        offset += 1000
+    r = client.post(
+        "/api/campaigns",
+        json={
+            "name": "e2e",
+            "message_1": "Bonjour {first_name}",
+            "message_2": "Merci !",
+            "contact_ids": ids,
+            "reply_window_seconds": WINDOW,
+        },
+    )
+    assert r.status_code == 201, r.text
+    cid = int(r.json()["id"])
+    assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
+    return cid
+
+
+def _wait_completed(client: httpx.Client, cid: int, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    stats: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        stats = client.get(f"/api/campaigns/{cid}/stats").json()
+        if stats["completed"]:
+            return stats
+        time.sleep(0.25)
+    blocking = client.get(f"/api/campaigns/{cid}/blocking").json()
+    raise AssertionError(f"not completed in {timeout} s: {stats}; blocking: {blocking}")
+
+
+def _expected(settings: Settings, n: int, dropped: bool) -> dict[str, int]:
+    out = {"message_2_sent": 0, "no_interaction": 0, "failed": 0}
+    for i in range(n):
+        fate = simulated_fate(
+            phone(i), settings.simulator_failure_rate, settings.simulator_reply_rate
+        )
+        if fate == "fail":
+            out["failed"] += 1
+        elif fate == "reply" and not (
+            dropped and reply_dropped(phone(i), settings.simulator_drop_rate)
+        ):
+            out["message_2_sent"] += 1
+        else:
+            out["no_interaction"] += 1
+    return out
+
+
+def test_campaign_completes_by_itself(stack: tuple[httpx.Client, Settings]) -> None:
+    """R1.1-R1.4, R2.3: some reply, some never, some fail; completed with completed_at set."""
+    client, settings = stack
+    cid = _launch(client, CONTACTS)
+    stats = _wait_completed(client, cid)
+    expected = _expected(settings, CONTACTS, dropped=False)
+    assert expected["message_2_sent"] > 0 and expected["failed"] > 0
+    assert {k: stats[k] for k in expected} == expected
+    assert stats["completed_at"] is not None
+    assert stats["total"] == stats["message_1_sent"] == CONTACTS
+    assert stats["message_2_sent"] + stats["no_interaction"] + stats["failed"] == CONTACTS
+    assert stats["pending"] == stats["awaiting_reply"] == 0
+
+
+@pytest.mark.parametrize("stack", [{"SIMULATOR_DROP_RATE": "0.5"}], indirect=True)
+def test_missed_reply_webhooks_do_not_block(stack: tuple[httpx.Client, Settings]) -> None:
+    """E3: half the reply webhooks are lost; Beat's sweeps still finish the campaign."""
+    client, settings = stack
+    cid = _launch(client, CONTACTS)
+    stats = _wait_completed(client, cid)
+    expected = _expected(settings, CONTACTS, dropped=True)
+    lost = (
+        _expected(settings, CONTACTS, dropped=False)["message_2_sent"] - expected["message_2_sent"]
+    )
+    assert lost > 0
+    assert {k: stats[k] for k in expected} == expected
+    assert stats["completed_at"] is not None
