@@ -1,0 +1,173 @@
+"""Dispatch end to end, and the worker's memory while it runs.
+
+A campaign of M messages is launched in this process (fan-out only: no task is queued), then
+one ``send_campaign_messages`` per worker pool process is published and the clock runs until
+the campaign's ``message_1_sent`` counter reaches M: the real worker subprocess claimed every
+message, handed it over HTTP to the fake Graph server and recorded the answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from relance.bench.env import BenchEnv
+from relance.bench.procs import BenchError, Proc
+from relance.bench.report import Figure, Report
+from relance.bench.seed import campaign_value, make_campaign, make_category
+from relance.campaigns import service
+from relance.campaigns.followups import RecordingFollowups
+from relance.db import session_scope
+from relance.models import Message
+
+DISPATCH_TARGET = 1000.0
+STALL_SECONDS = 60.0
+MB = 1024 * 1024
+
+
+class RssSampler(threading.Thread):
+    """Samples the worker tree's resident memory every ``interval`` seconds."""
+
+    def __init__(self, proc: Proc, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.samples.append((time.perf_counter(), self.proc.tree_rss()))
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+
+
+def _db_stats(env: BenchEnv) -> dict[str, int]:
+    if env.opts.embedded:
+        return {}
+    with env.engine().connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT xact_commit, tup_inserted, tup_updated, tup_fetched "
+                "FROM pg_stat_database WHERE datname = current_database()"
+            )
+        ).one()
+    return dict(zip(("commits", "inserted", "updated", "fetched"), map(int, row), strict=True))
+
+
+def dispatch(env: BenchEnv, report: Report, messages: int) -> int:
+    """The dispatch and worker-memory figures; returns the (now awaiting replies) campaign id."""
+    settings = env.settings
+    with session_scope(settings) as session:
+        category = make_category(session, "bench-dispatch", 1, messages)
+        campaign_id = make_campaign(session, "bench dispatch", category_ids=[category])
+    with session_scope(settings) as session:
+        service.launch_campaign(session, settings, RecordingFollowups(), campaign_id)
+    worker = env.procs["worker"]
+    sampler = RssSampler(worker)
+    rss_before = worker.tree_rss()
+    before = _db_stats(env)
+    graph_before = int(env.graph_stats()["sent"])
+    sampler.start()
+    progress: list[tuple[float, int]] = []
+    try:
+        start = time.perf_counter()
+        for _ in range(env.opts.workers):
+            env.send_task("relance.send_campaign_messages")
+        _wait_sent(env, campaign_id, messages, progress)
+        elapsed = time.perf_counter() - start
+    finally:
+        sampler.stop()
+    time.sleep(1.2)  # PostgreSQL publishes a backend's statistics at most once a second
+    after = _db_stats(env)
+    graph_sent = int(env.graph_stats()["sent"]) - graph_before
+    with session_scope(settings) as session:
+        statuses = dict(
+            session.execute(
+                select(Message.status, func.count())
+                .where(Message.campaign_id == campaign_id)
+                .group_by(Message.status)
+            ).all()
+        )
+    value = messages / elapsed
+    limit = report.limits["noop_tasks_per_s"]
+    per_message = {k: round((after[k] - before[k]) / messages, 2) for k in after}
+    report.add(
+        Figure(
+            "dispatch_messages_per_s",
+            value,
+            "messages/s",
+            limit,
+            f"no-op Celery tasks/s ({env.opts.workers} pool processes, same broker)",
+            ">= 1,000/s and >= 50 % of the no-op limit",
+            value >= DISPATCH_TARGET and value >= 0.5 * limit,
+        ),
+        messages=messages,
+        seconds=round(elapsed, 3),
+        workers=env.opts.workers,
+        handed_to_provider=graph_sent,
+        statuses=statuses,
+        database_work_per_message=per_message,
+    )
+    _rss_figure(report, sampler.samples, progress, messages, rss_before)
+    return campaign_id
+
+
+def _wait_sent(
+    env: BenchEnv, campaign_id: int, messages: int, progress: list[tuple[float, int]]
+) -> None:
+    last_change = time.perf_counter()
+    sent = 0
+    while sent < messages:
+        time.sleep(0.02)
+        with session_scope(env.settings) as session:
+            now_sent = campaign_value(session, campaign_id, "message_1_sent")
+        now = time.perf_counter()
+        progress.append((now, now_sent))
+        if now_sent != sent:
+            sent, last_change = now_sent, now
+        elif now - last_change > STALL_SECONDS:
+            raise BenchError(
+                f"dispatch stalled at {sent}/{messages} messages sent for {STALL_SECONDS:.0f} s"
+            )
+        env.check_alive()
+
+
+def _rss_figure(
+    report: Report,
+    samples: list[tuple[float, int]],
+    progress: list[tuple[float, int]],
+    messages: int,
+    rss_before: int,
+) -> None:
+    """Growth = peak - baseline, the baseline taken once 10 % of the messages went (warm-up)."""
+    warm_at = next((t for t, sent in progress if sent >= messages * 0.1), progress[0][0])
+    after_warm = [rss for t, rss in samples if t >= warm_at] or [rss for _, rss in samples]
+    baseline, peak = after_warm[0], max(after_warm)
+    growth = (peak - baseline) / MB
+    details: dict[str, Any] = {
+        "samples": len(samples),
+        "rss_before_dispatch_mb": round(rss_before / MB, 1),
+        "baseline_mb": round(baseline / MB, 1),
+        "peak_mb": round(peak / MB, 1),
+        "end_mb": round(after_warm[-1] / MB, 1),
+        "over_messages": messages,
+    }
+    report.add(
+        Figure(
+            "worker_rss_growth_mb",
+            growth,
+            "MB",
+            baseline / MB,
+            "worker tree RSS after warm-up (MB)",
+            "< 50 MB",
+            growth < 50,
+        ),
+        **details,
+    )

@@ -1,0 +1,269 @@
+"""Where the bench runs: a scratch database, a broker, the settings and the subprocesses.
+
+The bench never writes into an existing database: on the PostgreSQL server named by
+``--database-url`` (else ``DATABASE_URL`` when it is PostgreSQL, else the local server) it
+creates ``relance_bench_<random>``, migrates it, and drops it at the end, whatever happens.
+``--embedded`` runs on a SQLite file and the filesystem broker in a temporary folder instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from relance.bench.procs import BenchError, Proc, free_port, port_open, wait_until
+from relance.config import Settings, get_settings, load_settings
+
+DEFAULT_PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# A Redis database reserved for the bench: it is flushed before and after a run.
+DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
+APP_SECRET = "relance-bench-secret"
+PHONE_NUMBER_ID = "bench"
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool
+    embedded: bool
+    recipients: int  # fan-out and status-check campaign size
+    messages: int  # dispatch campaign size (also the webhook and reply population)
+    workers: int
+    replies: int  # reply -> Message 2 samples
+    campaigns: int  # small campaigns of the completion-lag figure
+    database_url: str | None
+    redis_url: str | None
+
+
+def _pg_url(url: str) -> str:
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class BenchEnv:
+    """Owns every resource of one run; each is registered on ``stack`` to be released."""
+
+    def __init__(self, opts: Options, stack: ExitStack) -> None:
+        self.opts = opts
+        self.stack = stack
+        self.tmp = Path(tempfile.mkdtemp(prefix="relance-bench-"))
+        stack.callback(shutil.rmtree, self.tmp, True)
+        self.logs = self.tmp / "logs"
+        self.logs.mkdir()
+        self.procs: dict[str, Proc] = {}
+        self.graph_port = free_port()
+        self.api_port = free_port()
+        self.redis_url = ""
+        self.database_url = self._database()
+        self.broker_url = self._broker()
+        self.env = self._environment()
+        self.settings = self._apply_environment()
+        self._celery: Any = None
+
+    # Database and broker ---------------------------------------------------------------------
+
+    def _database(self) -> str:
+        if self.opts.embedded:
+            return f"sqlite:///{self.tmp / 'data' / 'relance.db'}"
+        server = self.opts.database_url or os.environ.get("DATABASE_URL", "")
+        server = _pg_url(server) if server.startswith("postgres") else DEFAULT_PG_SERVER
+        name = f"relance_bench_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:
+            raise BenchError(f"cannot create a scratch database on {server}: {exc}") from exc
+        finally:
+            admin.dispose()
+        self.stack.callback(self._drop_database, server, name)
+        return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+    def _drop_database(self, server: str, name: str) -> None:
+        from relance.db import engine_for
+
+        engine_for(self.database_url).dispose()
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+    def _broker(self) -> str:
+        if self.opts.embedded:
+            return "filesystem://"
+        given = self.opts.redis_url or os.environ.get("BROKER_URL", "")
+        url = given if given.startswith(("redis://", "rediss://")) else DEFAULT_REDIS
+        self.redis_url = url
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise BenchError(f"Redis is not reachable at {url}: {exc}") from exc
+        if url == DEFAULT_REDIS:
+            client.flushdb()
+            self.stack.callback(self._flush_default_redis)
+        client.close()
+        return url
+
+    def _flush_default_redis(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(DEFAULT_REDIS, socket_connect_timeout=3)
+        with contextlib.suppress(redis.RedisError):
+            client.flushdb()
+        client.close()
+
+    def redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.redis_url)
+
+    # Settings --------------------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "BROKER_URL": self.broker_url,
+                "REDIS_URL": self.redis_url,
+                "RELANCE_DATA_DIR": str(self.tmp / "data"),
+                "RELANCE_PROVIDER": "meta",
+                "META_GRAPH_URL": f"http://127.0.0.1:{self.graph_port}",
+                "META_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+                "META_ACCESS_TOKEN": "bench-token",
+                "META_APP_SECRET": APP_SECRET,
+                # Pacing off: the figure is the engine's, not the anti-ban pace.
+                "SEND_DELAY_SECONDS": "0",
+                "BATCH_PAUSE_SECONDS": "0",
+                "MAX_SENDS_PER_SECOND": "0",
+                "DAILY_QUOTA": "0",
+                "HOST": "127.0.0.1",
+                "PORT": str(self.api_port),
+                "PUBLIC_URL": f"http://127.0.0.1:{self.api_port}",
+                # Every process logs warnings only: the same for the figures and their limits.
+                "LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def _apply_environment(self) -> Settings:
+        """This process reads the same settings as its subprocesses (restored at the end)."""
+        saved = dict(os.environ)
+
+        def restore() -> None:
+            os.environ.clear()
+            os.environ.update(saved)
+            get_settings.cache_clear()
+
+        self.stack.callback(restore)
+        os.environ.update(self.env)
+        get_settings.cache_clear()
+        return load_settings()
+
+    def migrate(self) -> None:
+        from relance.migrate import upgrade
+
+        upgrade(url=self.database_url)
+
+    def engine(self) -> Engine:
+        from relance.db import engine_for
+
+        return engine_for(self.database_url)
+
+    def versions(self) -> tuple[str, str]:
+        with self.engine().connect() as conn:
+            if self.opts.embedded:
+                db = "sqlite " + str(conn.exec_driver_sql("select sqlite_version()").scalar())
+            else:
+                db = str(conn.exec_driver_sql("show server_version").scalar())
+        if not self.redis_url:
+            return db, "none (filesystem broker)"
+        client = self.redis()
+        try:
+            return db, str(client.info("server").get("redis_version", "unknown"))
+        finally:
+            client.close()
+
+    # Celery ----------------------------------------------------------------------------------
+
+    def celery(self) -> Any:
+        """A publisher on the bench's broker (the worker's own app, built from these settings)."""
+        if self._celery is None:
+            from relance.worker import make_celery
+
+            self._celery = make_celery(self.settings)
+            self.stack.callback(self._celery.close)
+        return self._celery
+
+    def send_task(self, name: str, *args: Any) -> None:
+        self.celery().send_task(name, args=list(args))
+
+    # Subprocesses ----------------------------------------------------------------------------
+
+    def start(self, name: str, *args: str) -> Proc:
+        proc = Proc(name, ["-m", *args], self.env, self.logs)
+        self.procs[name] = proc
+        self.stack.callback(proc.stop)
+        return proc
+
+    def start_graph(self) -> None:
+        proc = self.start("fake-graph", "relance.bench.fake_graph", str(self.graph_port))
+        wait_until(lambda: port_open(self.graph_port) or not proc.alive(), 15, "the fake Graph")
+        proc.check_alive()
+
+    def start_worker(self) -> Proc:
+        return self.start(
+            "worker",
+            "relance",
+            "worker",
+            f"--concurrency={self.opts.workers}",
+            "-I",
+            "relance.bench.noop",
+        )
+
+    def start_api(self) -> str:
+        proc = self.start("api", "relance", "api", "--port", str(self.api_port))
+        wait_until(lambda: port_open(self.api_port) or not proc.alive(), 60, "relance api")
+        proc.check_alive()
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"http://127.0.0.1:{self.graph_port}"
+
+    def graph_stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.graph_url}/_bench/stats", timeout=10)
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
+
+    def check_alive(self) -> None:
+        for proc in self.procs.values():
+            proc.check_alive()
+
+    def logs_tail(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs.values())
+
+
+def sleep_until(deadline: float) -> None:
+    delay = deadline - time.time()
+    if delay > 0:
+        time.sleep(delay)

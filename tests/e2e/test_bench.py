@@ -1,0 +1,78 @@
+"""``relance bench --quick`` runs end to end and writes a valid report (SPEC section 8).
+
+Figures belong to the report, never to a test: this checks the report's shape only, and that
+the bench left nothing behind (no scratch database).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import PG_URL, REDIS_URL, require_server
+
+FIGURES = {
+    "fanout_recipients_per_s",
+    "dispatch_messages_per_s",
+    "webhook_events_per_s",
+    "reply_to_m2_p99_s",
+    "completion_lag_p99_s",
+    "status_check_ms_at_1m",
+    "worker_rss_growth_mb",
+}
+FIELDS = {"name", "value", "unit", "limit", "limit_name", "ratio", "target", "met"}
+
+
+def _scratch_databases() -> set[str]:
+    engine = create_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT datname FROM pg_database WHERE datname LIKE 'relance_bench_%'")
+            )
+            return {r[0] for r in rows}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
+    require_server("PostgreSQL", PG_URL, 5432)
+    require_server("Redis", REDIS_URL, 6379)
+    before = _scratch_databases()
+    out = tmp_path / "out.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
+    result = subprocess.run(
+        [sys.executable, "-m", "relance", "bench", "--quick", "--json", str(out)],
+        cwd=tmp_path,
+        env={**env, "RELANCE_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+
+    machine = report["machine"]
+    for key in ("cpu_count", "cpu_model", "python", "postgres", "redis", "platform"):
+        assert machine.get(key), key
+    figures = {f["name"]: f for f in report["figures"]}
+    assert set(figures) == FIGURES
+    for name, figure in figures.items():
+        assert set(figure) == FIELDS, name
+        for key in ("value", "limit", "ratio"):
+            assert isinstance(figure[key], int | float), (name, key)
+            assert math.isfinite(figure[key]), (name, key)
+        assert figure["limit"] > 0, name
+        assert isinstance(figure["met"], bool), name
+        assert figure["target"] and figure["unit"] and figure["limit_name"], name
+    assert report["errors"] == []
+    assert _scratch_databases() == before, "the bench left a scratch database behind"
