@@ -353,15 +353,14 @@ def apply_status(
         )
         return "failed"
     values: dict[str, object] = {"status": target.value}
+    counters: list[str] = []
     # A read implies delivered, even when the delivered receipt is late or lost.
     if target in (MS.DELIVERED, MS.READ) and message.delivered_at is None:
         values["delivered_at"] = now
-        if message.kind == MessageKind.MESSAGE_1:
-            deltas.add(message.campaign_id, "delivered")
+        counters.append("delivered")
     if target == MS.READ and message.read_at is None:
         values["read_at"] = now
-        if message.kind == MessageKind.MESSAGE_1:
-            deltas.add(message.campaign_id, "read")
+        counters.append("read")
     result = session.execute(
         update(Message)
         .where(Message.id == message.id, Message.status == current.value)
@@ -369,7 +368,27 @@ def apply_status(
         .execution_options(synchronize_session=False)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        return "ignored (changed concurrently)"
+        # Our copy was stale: an earlier event of the same webhook batch (the session's
+        # identity map keeps the row as first loaded) or another transaction moved it first.
+        # Re-read and decide again; statuses only move forward, so this ends. Counting before
+        # the compare-and-set won lost the ``read`` of a [delivered, read] batch and counted
+        # ``delivered`` twice.
+        session.refresh(message)
+        return apply_status(
+            session,
+            settings,
+            followups,
+            message,
+            reported,
+            provider_message_id,
+            error_code,
+            error_text,
+            now,
+            deltas,
+        )
+    if message.kind == MessageKind.MESSAGE_1:
+        for counter in counters:
+            deltas.add(message.campaign_id, counter)
     return target.value
 
 
