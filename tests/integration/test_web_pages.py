@@ -131,7 +131,7 @@ def test_contacts_page_searches_filters_and_pages(browser: TestClient, settings:
     def phones(path: str) -> int:
         r = browser.get(path)
         assert r.status_code == 200
-        return r.text.count('<td class="nowrap">+336')
+        return str(r.text).count('<td class="nowrap">+336')
 
     assert phones("/contacts") == 50
     assert "Page 1 of 2" in browser.get("/contacts").text

@@ -13,7 +13,6 @@
   let lastStats = "";
   let blockingAt = 0;
   let blockingTimer = null;
-  let timelineTimer = null;
 
   const live = () => !FINAL.includes(status) && status !== "draft";
 
@@ -85,15 +84,12 @@
         setTimeout(recover, 3000);
       }
     });
-    clearInterval(timelineTimer);
-    timelineTimer = setInterval(refreshTimeline, 5000);
   }
 
   function stopFollowing() {
     if (source) source.close();
     source = null;
     $("live").hidden = true;
-    clearInterval(timelineTimer);
   }
 
   async function recover() {
@@ -102,13 +98,14 @@
     follow();
   }
 
-  // Blocking list: at most every 2 s while stats move ---------------------------------------
+  // Blocking list and chart: re-read at most every 2 s while the stats move ------------------
   function refreshBlockingSoon() {
     if (blockingTimer) return;
     const wait = Math.max(0, 2000 - (Date.now() - blockingAt));
     blockingTimer = setTimeout(() => {
       blockingTimer = null;
       refreshBlocking();
+      refreshTimeline();
     }, wait);
   }
 
@@ -121,7 +118,7 @@
     body.replaceChildren(
       ...data.items.map((item) => {
         const row = document.createElement("tr");
-        for (const text of [item.phone, item.state.replaceAll("_", " "), item.reason]) {
+        for (const text of [item.phone, item.state.replaceAll("_", " "), R.localiseText(item.reason)]) {
           const cell = document.createElement("td");
           cell.textContent = text;
           row.append(cell);
@@ -145,15 +142,16 @@
     const answer = await R.api("GET", "/api/campaigns/" + id + "/timeline");
     if (!answer.ok) return;
     const buckets = answer.data.buckets;
+    const clock = (bucket) => {
+      const time = R.parseTime(bucket.start);
+      return time ? time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+    };
     const max = Math.max(1, ...buckets.map((b) => b.message_1 + b.message_2));
     $("timeline").replaceChildren(
       ...buckets.map((bucket) => {
         const column = document.createElement("div");
         column.className = "timeline-col";
-        const time = R.parseTime(bucket.start);
-        column.title =
-          (time ? time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "") +
-          " — " + bucket.message_1 + " Message 1, " + bucket.message_2 + " Message 2";
+        column.title = clock(bucket) + " — " + bucket.message_1 + " Message 1, " + bucket.message_2 + " Message 2";
         for (const [kind, value] of [["m1", bucket.message_1], ["m2", bucket.message_2]]) {
           const part = document.createElement("span");
           part.className = kind;
@@ -164,6 +162,9 @@
       }),
     );
     $("timeline-empty").hidden = buckets.length > 0;
+    $("timeline-from").textContent = buckets.length ? clock(buckets[0]) : "";
+    $("timeline-to").textContent = buckets.length > 1 ? clock(buckets[buckets.length - 1]) : "";
+    $("timeline-peak").textContent = buckets.length ? "peak " + max + " / min" : "";
   }
 
   // Actions -------------------------------------------------------------------------------
@@ -198,6 +199,7 @@
     const stats = await R.api("GET", "/api/campaigns/" + id + "/stats");
     if (stats.ok) render(stats.data);
     refreshBlocking();
+    refreshTimeline();
     follow();
   }
 

@@ -189,10 +189,23 @@
     previewTimer = setTimeout(refreshPreview, 250);
   }
 
+  // Editing a field clears what was said about it.
+  function clearFieldError(target) {
+    const box = target.closest("[data-field]");
+    if (!box) return;
+    for (const slot of box.querySelectorAll("[data-error-for]")) {
+      slot.textContent = "";
+      slot.hidden = true;
+    }
+    for (const input of box.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  }
+
   form.addEventListener("input", (event) => {
+    clearFieldError(event.target);
     if (event.target.name !== "category_ids") schedulePreview();
   });
   form.addEventListener("change", (event) => {
+    clearFieldError(event.target);
     if (event.target.name === "category_ids") {
       refreshCount();
       schedulePreview();

@@ -154,13 +154,23 @@ window.relance = (() => {
     return general.join(" ");
   }
 
+  /** Times inside API sentences ("awaiting reply until 2026-...+00:00") in local time. */
+  function localiseText(text) {
+    return String(text).replace(
+      /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?/g,
+      (iso) => formatTime(iso),
+    );
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     localiseTimes(document);
+    // The first widths appear at once; later changes slide (see .animate in app.css).
     applyWidths(document);
+    requestAnimationFrame(() => requestAnimationFrame(() => document.body.classList.add("animate")));
   });
 
   return {
     api, parseTime, formatTime, setTime, localiseTimes, applyWidths, percent,
-    setProgress, setBadge, showAlert, clearErrors, showErrors,
+    setProgress, setBadge, showAlert, clearErrors, showErrors, localiseText,
   };
 })();

@@ -1,0 +1,289 @@
+"""The dashboard in a real browser against the real stack (SPEC 3 "Dashboard", 9).
+
+uvicorn, a Celery worker and Celery Beat run as subprocesses on the embedded defaults (SQLite
+and the filesystem broker) with the simulator, which answers over HTTP with signed webhooks.
+Playwright drives Debian's chromium: sign in, import a CSV, create and launch a campaign,
+pause, resume, and watch the page reach 100 % and ``completed`` by Server-Sent Events alone.
+Every wait has a deadline; nothing sleeps a fixed time. Screenshots go to
+``artifacts/screenshots/``; the final campaign page also to ``docs/campaign-page.png`` (the
+README's picture) when that file is missing or ``UPDATE_DOCS_SCREENSHOT=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relance.config import load_settings
+from relance.runner import Stack, free_port, running_stack
+from tests.conftest import IN_CI
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+DOC_SHOT = ROOT / "docs" / "campaign-page.png"
+UPDATE_DOCS = bool(os.environ.get("UPDATE_DOCS_SCREENSHOT"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WINDOW_SECONDS = 10
+CONTACTS = 20
+FAST = {
+    # Embedded defaults: empty means SQLite and the filesystem broker under RELANCE_DATA_DIR.
+    "DATABASE_URL": "",
+    "BROKER_URL": "",
+    "REDIS_URL": "",
+    "RELANCE_PROVIDER": "simulator",
+    "SEND_DELAY_SECONDS": "0",
+    "BATCH_PAUSE_SECONDS": "0",
+    "MAX_SENDS_PER_SECOND": "0",
+    "DAILY_QUOTA": "0",
+    "SIMULATOR_MIN_DELAY_SECONDS": "0.05",
+    "SIMULATOR_MAX_DELAY_SECONDS": "0.5",
+    "CHECK_EXPIRED_INTERVAL_SECONDS": "1",
+    "DISPATCH_INTERVAL_SECONDS": "1",
+}
+BAD_PHONE = "<img src=x id=injected>"
+
+
+def _contacts_csv(path: Path) -> Path:
+    """20 good rows (a ``city`` attribute, one or two categories) and 2 bad ones."""
+    names = ["Camille", "Léa", "Hugo", "Chloé", "Louis", "Inès", "Jules", "Manon", "Noah", "Zoé"]
+    cities = ["Lyon", "Paris", "Nantes", "Lille"]
+    lines = ["phone,first_name,last_name,categories,city"]
+    for i in range(CONTACTS):
+        categories = "clients e2e;vip" if i % 4 == 0 else "clients e2e"
+        lines.append(f"+336120000{i:02d},{names[i % 10]},Martin{i},{categories},{cities[i % 4]}")
+        if i == 6:
+            lines.append("12345,Bad,Phone,clients e2e,Lyon")
+        if i == 13:
+            lines.append(f"{BAD_PHONE},Eve,,clients e2e,Paris")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    port = free_port()
+    data = tmp_path / "data"
+    public_url = f"http://127.0.0.1:{port}"
+    env = {**FAST, "RELANCE_DATA_DIR": str(data), "PUBLIC_URL": public_url}
+    settings = load_settings(
+        data_dir=data, database_url="", broker_url="", redis_url="", public_url=public_url
+    )
+    started = time.monotonic()
+    try:
+        with running_stack(settings, "127.0.0.1", port, env, log_dir=str(tmp_path)) as running:
+            print(f"\nstack ready in {time.monotonic() - started:.1f} s on {running.base_url}")
+            yield running
+    finally:  # running_stack has stopped every child by now, even on failure
+        for role in ("api", "worker", "beat"):
+            log = tmp_path / f"{role}.log"
+            if log.exists() and os.environ.get("E2E_SHOW_LOGS"):
+                print(f"--- {role}.log ---\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _api_key(stack: Stack) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "relance", "apikey", "create", "--name", "e2e-dashboard"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    key = _api_key(stack)
+    base = stack.base_url
+    csv_file = _contacts_csv(tmp_path / "contacts.csv")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    problems: list[str] = []
+
+    def shot(page: Page, name: str) -> Path:
+        path = SHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True, animations="disabled")
+        return path
+
+    def watch(page: Page) -> None:
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(f"console: {m.text}")
+                if m.type == "error" and "Content Security Policy" in m.text
+                else None
+            ),
+        )
+        page.on("dialog", lambda dialog: dialog.accept())  # the confirm() of every action
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(15_000)
+            page = context.new_page()
+            watch(page)
+
+            # Sign in: a bad key is refused on the form, a good one opens the dashboard.
+            t0 = time.monotonic()
+            page.goto(f"{base}/")
+            expect(page).to_have_url(f"{base}/login?next=%2F")
+            page.fill("#api_key", "rl_not-a-real-key")
+            page.click("button[type=submit]")
+            expect(page.locator("#login-error")).to_have_text("This API key is not valid.")
+            shot(page, "01-login-refused")
+            page.fill("#api_key", key)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{base}/")
+            expect(page.locator("h1")).to_contain_text("Campaigns")
+            shot(page, "02-campaigns-empty")
+            timings["sign in"] = time.monotonic() - t0
+
+            # CSV import: counts, the rejected rows in a table (as text), the list refreshed.
+            t0 = time.monotonic()
+            page.click("nav >> text=Contacts")
+            page.set_input_files("#import-file", str(csv_file))
+            page.click("#import-button")
+            expect(page.locator("#import-result")).to_be_visible()
+            expect(page.locator("#import-created")).to_have_text(str(CONTACTS))
+            expect(page.locator("#import-updated")).to_have_text("0")
+            expect(page.locator("#import-rejected-count")).to_have_text("2")
+            rejected = page.locator("#rejected-table tbody tr")
+            expect(rejected).to_have_count(2)
+            expect(rejected.nth(0).locator("td").nth(0)).to_have_text("9")  # header is line 1
+            expect(rejected.nth(1).locator("td").nth(0)).to_have_text("17")
+            expect(rejected.nth(1).locator("td").nth(1)).to_contain_text(BAD_PHONE)
+            assert page.locator("#injected").count() == 0  # shown as text, never as HTML
+            expect(page.locator("#contacts-total")).to_have_text(str(CONTACTS))
+            expect(page.locator("#contacts-table tbody tr")).to_have_count(CONTACTS)
+            expect(page.locator("#category option")).to_have_count(3)  # All, clients e2e, vip
+            shot(page, "03-contacts-imported")
+            page.select_option("#category", label="vip (5)")
+            page.click("form[role=search] button")
+            expect(page.locator("#contacts-table tbody tr")).to_have_count(5)
+            timings["import"] = time.monotonic() - t0
+
+            # New campaign: API errors land next to their field; live count and preview.
+            t0 = time.monotonic()
+            page.click("nav >> text=New campaign")
+            page.fill("#message_1", "Bonjour {first_name} de {city} !")
+            page.click("#save-draft")
+            expect(page.locator('[data-error-for="name"]')).to_be_visible()
+            expect(page.locator("#name")).to_have_attribute("aria-invalid", "true")
+            shot(page, "04-new-campaign-error")
+            page.fill("#name", "Relance printemps")
+            page.fill("#message_2", "Merci {first_name}, voici votre code : PRINTEMPS")
+            page.get_by_role("checkbox", name="clients e2e").check()
+            expect(page.locator("#audience-count")).to_have_text(str(CONTACTS))
+            expect(page.locator("#preview-message-1")).to_have_text("Bonjour Camille de Lyon !")
+            expect(page.locator("#preview-message-2")).to_contain_text("Merci Camille")
+            page.fill("#window_value", str(WINDOW_SECONDS))
+            page.select_option("#window_unit", label="seconds")
+            shot(page, "05-new-campaign")
+            page.click("#launch")
+            page.wait_for_url(f"{base}/campaigns/*")
+            timings["create and launch"] = time.monotonic() - t0
+
+            # The campaign page: pause and resume, then completion arrives by SSE only.
+            status = page.locator("#status")
+            expect(status).to_have_text("sending")
+            page.evaluate("window.__sameDocument = true")  # gone if the page ever reloads
+            page.click("[data-action=pause]")
+            expect(status).to_have_text("paused")
+            expect(page.locator("[data-action=resume]")).to_be_visible()
+            open_rows = page.locator("#blocking-table tbody tr")
+            expect(open_rows.first).to_be_visible()  # window still open: the page says why
+            expect(open_rows.first.locator("td").nth(2)).not_to_contain_text("+00:00")
+            shot(page, "06-campaign-paused")
+            page.click("[data-action=resume]")
+            expect(status).not_to_have_text("paused")
+            t0 = time.monotonic()
+            page.wait_for_function(
+                """() => document.querySelector('#progress').getAttribute('aria-valuenow') === '100'
+                     && document.querySelector('#status').textContent === 'completed'""",
+                timeout=120_000,
+            )
+            timings["resume to completed"] = time.monotonic() - t0
+            assert page.evaluate("window.__sameDocument") is True
+            expect(page.locator("#progress-text")).to_contain_text(f"{CONTACTS} / {CONTACTS}")
+            expect(page.locator("#completed-at time")).to_have_count(1)
+            expect(page.locator("#blocking-empty")).to_be_visible()
+            expect(page.locator("#live")).to_be_hidden()  # the stream said "end"
+            funnel = page.locator("[data-funnel=total] .funnel-value")
+            expect(funnel).to_have_text(str(CONTACTS))
+            sent = int(page.locator("[data-funnel=message_1_sent] .funnel-value").inner_text())
+            assert sent > 0
+            expect(page.locator("#timeline .timeline-col").first).to_be_visible()
+            counts = {
+                key: int(page.locator(f'#counters [data-stat="{key}"]').inner_text())
+                for key in ("message_2_sent", "no_interaction", "failed", "cancelled")
+            }
+            assert sum(counts.values()) == CONTACTS, counts  # R2.3 as the page shows it
+            final = shot(page, "07-campaign-completed")
+            if UPDATE_DOCS or not DOC_SHOT.exists():  # a committed file: refresh on request
+                DOC_SHOT.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(final, DOC_SHOT)
+
+            page.click("nav >> text=Campaigns")
+            row = page.locator(".campaign-item").first
+            expect(row.locator(".badge")).to_have_text("completed")
+            expect(row.locator(".progress")).to_have_attribute("aria-valuenow", "100")
+            shot(page, "08-campaigns")
+            campaign_url = f"{base}/campaigns/{row.get_attribute('data-campaign-id')}"
+
+            # A phone-width screen: same session, nothing wider than the screen.
+            phone = browser.new_context(
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+                storage_state=context.storage_state(),
+            )
+            mobile = phone.new_page()
+            watch(mobile)
+            for url, name in ((campaign_url, "09-phone-campaign"), (f"{base}/", "10-phone-list")):
+                mobile.goto(url)
+                expect(mobile.locator(".badge").first).to_have_text("completed")
+                overflow = mobile.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                assert overflow <= 0, f"{url} is {overflow}px wider than a 390px screen"
+                shot(mobile, name)
+            phone.close()
+
+            # Log out: the cookie is gone and the pages ask to sign in again.
+            page.click("#logout")
+            expect(page).to_have_url(f"{base}/login")
+            page.goto(f"{base}/contacts")
+            expect(page).to_have_url(f"{base}/login?next=%2Fcontacts")
+        finally:
+            browser.close()
+    print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    assert problems == []
