@@ -81,6 +81,7 @@ def beat(ctx: typer.Context) -> None:
     settings = _settings()
     from relance.worker import celery_app
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # the schedule file lives there
     celery_app.start(["beat", "--loglevel", settings.log_level, *ctx.args])
 
 
