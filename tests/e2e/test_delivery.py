@@ -6,6 +6,7 @@ send and posts ``sent`` status webhooks back, as Meta does.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -279,7 +280,7 @@ def test_pacing_holds_across_workers_and_message_2_overtakes(
     finally:
         services.stop_all()
     times = sorted(a.at for a in graph.accepted)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     jitter = 0.03  # HTTP transport between the worker's paced slot and the fake's clock
     assert min(gaps) >= delay - jitter, gaps
     long_gaps = sum(1 for g in gaps if g >= pause - jitter)
