@@ -258,6 +258,34 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             shot(page, "08-campaigns")
             campaign_url = f"{base}/campaigns/{row.get_attribute('data-campaign-id')}"
 
+            # A refused launch: the reason sits by its field, the draft is kept and reused.
+            t0 = time.monotonic()
+            page.click("nav >> text=New campaign")
+            page.fill("#name", "VIP sans ville")
+            page.fill("#message_1", "Bonjour {first_name}, rendez-vous à {store} !")
+            page.fill("#message_2", "À bientôt !")  # with a Message 2 it waits for replies
+            page.get_by_role("checkbox", name="vip").check()
+            expect(page.locator("#audience-count")).to_have_text("5")
+            expect(page.locator("#preview-missing")).to_contain_text("{store}")
+            page.click("#launch")
+            store_error = page.locator('[data-error-for="placeholder_defaults"]')
+            expect(store_error).to_contain_text("{store} missing for 5 recipient(s)")
+            expect(page.locator("#form-error")).to_contain_text("Saved as a draft")
+            shot(page, "09-launch-refused")
+            page.fill("#placeholder_defaults", "store=Lyon Part-Dieu")
+            expect(store_error).to_be_hidden()  # editing the field clears what was said
+            expect(page.locator("#preview-message-1")).to_contain_text("Lyon Part-Dieu")
+            page.click("#launch")
+            page.wait_for_url(f"{base}/campaigns/*")
+            expect(status).to_have_text("sending")
+            page.click("[data-action=cancel]")
+            expect(status).to_have_text("cancelled")
+            expect(page.locator("[data-action=delete]")).to_be_visible()
+            page.click("nav >> text=Campaigns")
+            expect(page.locator(".campaign-item")).to_have_count(2)  # the draft was reused
+            expect(page.locator(".campaign-item .badge").first).to_have_text("cancelled")
+            timings["refused launch, fix, cancel"] = time.monotonic() - t0
+
             # A phone-width screen: same session, nothing wider than the screen.
             phone = browser.new_context(
                 viewport={"width": 390, "height": 844},
@@ -268,9 +296,9 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             )
             mobile = phone.new_page()
             watch(mobile)
-            for url, name in ((campaign_url, "09-phone-campaign"), (f"{base}/", "10-phone-list")):
+            for url, name in ((campaign_url, "10-phone-campaign"), (f"{base}/", "11-phone-list")):
                 mobile.goto(url)
-                expect(mobile.locator(".badge").first).to_have_text("completed")
+                expect(mobile.locator('.badge[data-status="completed"]')).to_have_count(1)
                 overflow = mobile.evaluate(
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
@@ -283,6 +311,10 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             expect(page).to_have_url(f"{base}/login")
             page.goto(f"{base}/contacts")
             expect(page).to_have_url(f"{base}/login?next=%2Fcontacts")
+        except Exception:
+            for i, open_page in enumerate(x for c in browser.contexts for x in c.pages):
+                open_page.screenshot(path=str(SHOTS / f"failure-{i}.png"), full_page=True)
+            raise
         finally:
             browser.close()
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
