@@ -128,3 +128,66 @@ def test_status_check_reads_counters(settings: Settings) -> None:
             )
         )
     assert n == 3
+
+
+def test_opting_out_through_the_api_path_ends_open_recipients(settings: Settings) -> None:
+    from relance.contacts.schemas import ContactUpdate
+    from relance.contacts.service import update_contact
+    from relance.models import Contact
+
+    cid, followups = _launch(settings, 3)
+    with session_scope(settings) as session:
+        contact_id = session.scalar(select(Contact.id).where(Contact.phone == phone(1)))
+        assert contact_id is not None
+        update_contact(session, settings, contact_id, ContactUpdate(opted_out=True))
+    run_dispatch(settings, FakeProvider(), followups)
+    c = campaign_row(settings, cid)
+    assert (c.n_opted_out, c.message_1_sent, c.n_awaiting_reply) == (1, 2, 2)
+    assert_counters_match_rows(settings, cid)
+
+
+def test_safety_net_repairs_drift_and_completes(settings: Settings) -> None:
+    """R2.1/R2.2/E3: a campaign whose counters drifted (a lost update) still completes."""
+    from relance.models import Campaign
+
+    cid, followups = _launch(settings, 3, message_2=None)
+    with session_scope(settings) as session:
+        # Simulate drift: the counters claim one recipient is still queued.
+        session.execute(
+            Campaign.__table__.update().where(Campaign.id == cid).values(n_queued=1, n_done=-1)
+        )
+    run_dispatch(settings, FakeProvider(), followups)
+    assert campaign_row(settings, cid).status == "sending"
+    checks = RecordingFollowups()
+    with session_scope(settings) as session:
+        assert service.check_sending_campaigns(session, checks) == [cid]
+    assert checks.checks == [(cid, 0)]
+    with session_scope(settings) as session:
+        assert service.update_campaign_status(session, cid) == "completed"
+    c = campaign_row(settings, cid)
+    assert (c.n_done, c.n_queued, c.completed_at is not None) == (3, 0, True)
+
+
+def test_daily_quota_pauses_sending_and_says_until_when(settings: Settings) -> None:
+    from relance.config import load_settings
+    from relance.pacing.status import pacing_status
+
+    quota = load_settings(
+        database_url=settings.database_url,
+        data_dir=settings.data_dir,
+        daily_quota=3,
+        send_delay_seconds=0,
+        batch_pause_seconds=0,
+        max_sends_per_second=0,
+    )
+    cid, followups = _launch(quota, 5)
+    provider = FakeProvider()
+    run_dispatch(quota, provider, followups)
+    assert len(provider.sent) == 3
+    c = campaign_row(quota, cid)
+    assert (c.status, c.message_1_sent, c.n_queued) == ("sending", 3, 2)
+    status = pacing_status(quota)
+    assert status is not None
+    assert status["reason"] == "daily_quota"
+    assert status["detail"].startswith("paused by quota until ")
+    assert status["until"].hour == 0 and status["until"].minute == 0

@@ -114,14 +114,18 @@ def update_contact(
         contact.last_name = data.last_name
     if data.attributes is not None:
         contact.attributes = dict(data.attributes)
-    if data.opted_out is True and contact.opted_out_at is None:
-        contact.opted_out_at = utcnow()
-    elif data.opted_out is False:
+    if data.opted_out is False:
         contact.opted_out_at = None
     if data.category_ids is not None:
         repo.set_contact_categories(session, contact.id, data.category_ids)
     contact.updated_at = utcnow()
     _flush(session, f"phone {contact.phone} already belongs to another contact")
+    if data.opted_out is True:
+        # Same path as a STOP reply: its open recipients end opted_out, nothing more is sent.
+        from relance.campaigns.service import opt_out
+
+        opt_out(session, contact.phone)
+        session.refresh(contact)
     return contact
 
 
