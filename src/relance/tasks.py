@@ -7,7 +7,10 @@ task delivered twice, or redelivered after its worker died, sends nothing twice.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
+
+from celery.signals import worker_shutting_down
 
 from relance.campaigns import sending, service
 from relance.config import get_settings
@@ -35,6 +38,12 @@ class CeleryFollowups:
 
 
 followups = CeleryFollowups()
+STOPPING = threading.Event()
+
+
+@worker_shutting_down.connect
+def _stop_dispatching(**_: Any) -> None:
+    STOPPING.set()
 
 
 def _dispatch(message_ids: list[int] | None, budget: float) -> dict[str, Any]:
@@ -46,6 +55,7 @@ def _dispatch(message_ids: list[int] | None, budget: float) -> dict[str, Any]:
         followups,
         budget_seconds=budget,
         message_ids=message_ids,
+        stopping=STOPPING.is_set,
     )
     return {
         "sent": report.sent,

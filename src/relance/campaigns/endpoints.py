@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 
 from relance.api import DbSession, require_api_key
@@ -184,7 +185,7 @@ async def events(campaign_id: int, request: Request) -> StreamingResponse:
         current = first
         idle = 0.0
         while True:
-            payload = json.dumps(current, default=str)
+            payload = json.dumps(jsonable_encoder(current))
             if payload != last:
                 yield f"event: stats\ndata: {payload}\n\n"
                 last, idle = payload, 0.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -423,11 +423,16 @@ def dispatch(
     batch: int = 100,
     message_ids: Sequence[int] | None = None,
     max_wait: float = 2.0,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> DispatchReport:
-    """Send due messages within what the shared limiter grants, for up to ``budget_seconds``."""
+    """Send due messages within what the shared limiter grants, for up to ``budget_seconds``.
+
+    ``stopping`` is checked between batches: a worker asked to shut down finishes the batch
+    it holds (claimed messages are recorded, never abandoned) and claims no more.
+    """
     deadline = time.monotonic() + budget_seconds
     total = DispatchReport()
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         if not _has_due(settings, message_ids):
             break
         try:
