@@ -143,6 +143,7 @@ def _settings_for(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "BATCH_PAUSE_SECONDS": "0",
         "MAX_SENDS_PER_SECOND": "0",
         "DAILY_QUOTA": "0",
+        "META_APP_SECRET": "test-app-secret",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -16,6 +16,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["simulator", "meta", "wassenger", "twilio"]
+# Signs the simulator's webhooks; public, so it never authenticates a real Meta webhook.
+SIMULATOR_APP_SECRET = "relance-simulator-secret"
 
 
 class ConfigError(Exception):
@@ -45,7 +47,7 @@ class Settings(BaseSettings):
     meta_api_version: str = "v21.0"
     meta_phone_number_id: str = ""
     meta_access_token: str = ""
-    meta_app_secret: str = "relance-simulator-secret"
+    meta_app_secret: str = SIMULATOR_APP_SECRET
     meta_verify_token: str = ""
     wassenger_api_url: str = "https://api.wassenger.com"
     wassenger_api_key: str = ""

@@ -17,7 +17,7 @@ from relance.campaigns.domain import MessageStatus
 from relance.campaigns.followups import Followups
 from relance.campaigns.sending import apply_status
 from relance.campaigns.service import finish, opt_out, record_interaction
-from relance.config import Settings
+from relance.config import SIMULATOR_APP_SECRET, Settings
 from relance.contacts.domain import is_stop_keyword
 from relance.models import InboundEvent, Message, utcnow
 from relance.providers import meta_webhooks
@@ -32,7 +32,10 @@ def verify_and_parse(
 ) -> list[ProviderEvent]:
     """Refuse (WebhookRejected) anything unsigned, wrongly signed or malformed."""
     if provider in ("meta", "simulator"):
-        meta_webhooks.verify_signature(headers, body, settings.meta_app_secret)
+        secret = settings.meta_app_secret
+        if provider == "meta" and secret == SIMULATOR_APP_SECRET:
+            secret = ""  # the public default must never let a forged Meta webhook in
+        meta_webhooks.verify_signature(headers, body, secret)
         return meta_webhooks.parse(body)
     if provider == "wassenger":
         from relance.providers import wassenger
