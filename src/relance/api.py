@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from relance import __version__
 from relance.config import Settings, get_settings
-from relance.db import session_factory, session_scope
+from relance.db import session_scope
 from relance.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -23,15 +23,8 @@ log = logging.getLogger(__name__)
 
 def get_db() -> Iterator[Session]:
     """One unit of work per request: commit on success, roll back on any error."""
-    session = session_factory()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DbSession = Annotated[Session, Depends(get_db)]
