@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from relance import __version__
 from relance.config import Settings, get_settings
+from relance.contacts.schemas import ErrorOut
 from relance.db import session_scope
 from relance.errors import DomainError
 
@@ -60,6 +61,16 @@ def require_api_key(
             status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
         )
     return int(found_id)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Malformed request"},
+    401: {"model": ErrorOut, "description": "Missing or invalid API key, or bad signature"},
+    403: {"model": ErrorOut, "description": "Wrong signature or verify token"},
+    404: {"model": ErrorOut, "description": "Unknown id"},
+    409: {"model": ErrorOut, "description": "Not allowed in the object's current state"},
+    422: {"model": ErrorOut, "description": "Invalid input; the detail names the field"},
+}
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

@@ -17,5 +17,7 @@ ROUTER_MODULES = (
 
 
 def include_routes(app: FastAPI) -> None:
+    from relance.api import ERROR_RESPONSES
+
     for name in ROUTER_MODULES:
-        app.include_router(importlib.import_module(name).router)
+        app.include_router(importlib.import_module(name).router, responses=ERROR_RESPONSES)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Path as FastPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
@@ -27,6 +28,7 @@ from relance.campaigns.schemas import (
     StatsOut,
 )
 from relance.config import get_settings
+from relance.contacts.schemas import MAX_ID
 from relance.db import session_scope
 from relance.pacing.status import pacing_status
 
@@ -34,6 +36,7 @@ router = APIRouter(
     prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(require_api_key)]
 )
 Limit = Annotated[int, Query(ge=1, le=1000)]
+CampaignId = Annotated[int, FastPath(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 
@@ -68,48 +71,50 @@ def list_(
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-def read(campaign_id: int, session: DbSession) -> dict[str, Any]:
+def read(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
     return drafts.campaign_out(session, service.get_campaign(session, campaign_id))
 
 
 @router.patch("/{campaign_id}", response_model=CampaignOut)
-def edit(campaign_id: int, data: CampaignUpdate, session: DbSession) -> dict[str, Any]:
+def edit(campaign_id: CampaignId, data: CampaignUpdate, session: DbSession) -> dict[str, Any]:
     """Edit a draft (409 once launched)."""
     return drafts.campaign_out(session, drafts.update_campaign(session, campaign_id, data))
 
 
 @router.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove(campaign_id: int, session: DbSession) -> Response:
+def remove(campaign_id: CampaignId, session: DbSession) -> Response:
     drafts.delete_campaign(session, campaign_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{campaign_id}/launch", response_model=CampaignOut)
-def launch(campaign_id: int, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
+def launch(campaign_id: CampaignId, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
     """Start sending (409 unless draft/scheduled, 422 if no reachable recipient)."""
     campaign = service.launch_campaign(session, get_settings(), followups, campaign_id)
     return drafts.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
-def pause(campaign_id: int, session: DbSession) -> dict[str, Any]:
+def pause(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
     return drafts.campaign_out(session, service.pause_campaign(session, campaign_id))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
-def resume(campaign_id: int, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
+def resume(campaign_id: CampaignId, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
     campaign = service.resume_campaign(session, followups, campaign_id)
     return drafts.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
-def cancel(campaign_id: int, session: DbSession) -> dict[str, Any]:
+def cancel(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
     """Remaining recipients become cancelled; the campaign ends as cancelled."""
     return drafts.campaign_out(session, service.cancel_campaign(session, campaign_id))
 
 
 @router.post("/{campaign_id}/retry-failed", response_model=RetryOut)
-def retry_failed(campaign_id: int, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
+def retry_failed(
+    campaign_id: CampaignId, session: DbSession, followups: FollowupsDep
+) -> dict[str, Any]:
     """Failed recipients get a new Message 1 attempt; the campaign goes back to sending."""
     n = service.retry_failed(session, get_settings(), followups, campaign_id)
     return {
@@ -128,14 +133,14 @@ def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
 
 
 @router.get("/{campaign_id}/stats", response_model=StatsOut)
-def stats(campaign_id: int, session: DbSession) -> dict[str, Any]:
+def stats(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
     """SPEC section 5 counts, read from the campaign's counters (constant time)."""
     return _stats(session, campaign_id)
 
 
 @router.get("/{campaign_id}/recipients", response_model=RecipientList)
 def recipients(
-    campaign_id: int,
+    campaign_id: CampaignId,
     session: DbSession,
     state: RecipientState | None = None,
     limit: Limit = 50,
@@ -146,7 +151,7 @@ def recipients(
 
 
 @router.get("/{campaign_id}/blocking", response_model=BlockingList)
-def blocking(campaign_id: int, session: DbSession, limit: Limit = 100) -> dict[str, Any]:
+def blocking(campaign_id: CampaignId, session: DbSession, limit: Limit = 100) -> dict[str, Any]:
     """What still keeps the campaign from completing, and why."""
     from relance.models import utcnow
 
@@ -171,7 +176,7 @@ def blocking(campaign_id: int, session: DbSession, limit: Limit = 100) -> dict[s
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def events(campaign_id: int, request: Request) -> StreamingResponse:
+async def events(campaign_id: CampaignId, request: Request) -> StreamingResponse:
     """Server-Sent Events: an ``event: stats`` each time the stats change; ends when final."""
 
     def read_stats() -> dict[str, Any]:

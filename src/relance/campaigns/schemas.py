@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from relance.contacts.domain import valid_template
+from relance.contacts.schemas import IdList, no_nul
 
 
 def _check_text(value: str | None) -> str | None:
     if value is None:
         return value
+    no_nul(value)
     problem = valid_template(value)
     if problem:
         raise ValueError(problem)
     return value
 
 
+Text = Annotated[str, AfterValidator(no_nul)]
+Defaults = Annotated[
+    dict[Annotated[Text, Field(max_length=100)], Annotated[Text, Field(max_length=1000)]],
+    Field(max_length=100),
+]
+
+
 class TemplateIn(BaseModel):
     """A WhatsApp Cloud API template for Message 1 (marketing outside the 24 h window)."""
 
-    name: str = Field(min_length=1, max_length=512, examples=["spring_promo"])
-    language: str = Field(default="fr", min_length=2, max_length=15, examples=["fr"])
-    parameters: list[str] = Field(default_factory=list, examples=[["{first_name}"]])
+    name: Text = Field(min_length=1, max_length=512, examples=["spring_promo"])
+    language: Text = Field(default="fr", min_length=2, max_length=15, examples=["fr"])
+    parameters: list[Text] = Field(default_factory=list, max_length=20, examples=[["{first_name}"]])
 
 
 class CampaignBase(BaseModel):
@@ -32,18 +41,16 @@ class CampaignBase(BaseModel):
 
     message_1_template: TemplateIn | None = None
     message_2: str | None = Field(default=None, max_length=4096, examples=["Merci {first_name} !"])
-    category_ids: list[int] = Field(default_factory=list, examples=[[1]])
-    contact_ids: list[int] = Field(default_factory=list)
+    category_ids: IdList = Field(default_factory=list, examples=[[1]])
+    contact_ids: IdList = Field(default_factory=list)
     scheduled_at: datetime | None = None
-    placeholder_defaults: dict[str, str] = Field(
-        default_factory=dict, examples=[{"first_name": "there"}]
-    )
+    placeholder_defaults: Defaults = Field(default_factory=dict, examples=[{"first_name": "there"}])
 
     _texts = field_validator("message_2")(_check_text)
 
 
 class CampaignCreate(CampaignBase):
-    name: str = Field(min_length=1, max_length=200, examples=["Relance printemps"])
+    name: Text = Field(min_length=1, max_length=200, examples=["Relance printemps"])
     message_1: str = Field(min_length=1, max_length=4096, examples=["Bonjour {first_name} !"])
     reply_window_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
 
@@ -51,12 +58,12 @@ class CampaignCreate(CampaignBase):
 
 
 class CampaignUpdate(CampaignBase):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
     message_1: str | None = Field(default=None, min_length=1, max_length=4096)
     reply_window_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
-    category_ids: list[int] | None = None  # type: ignore[assignment]
-    contact_ids: list[int] | None = None  # type: ignore[assignment]
-    placeholder_defaults: dict[str, str] | None = None  # type: ignore[assignment]
+    category_ids: IdList | None = None  # type: ignore[assignment]
+    contact_ids: IdList | None = None  # type: ignore[assignment]
+    placeholder_defaults: Defaults | None = None  # type: ignore[assignment]
 
     _m1 = field_validator("message_1")(_check_text)
 

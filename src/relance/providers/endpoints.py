@@ -19,7 +19,16 @@ from relance.providers.webhooks import apply_events, verify_and_parse
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
-@router.get("/meta", response_class=PlainTextResponse)
+_JSON_ERROR = {
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+}
+
+
+@router.get(
+    "/meta",
+    response_class=PlainTextResponse,
+    responses={400: _JSON_ERROR, 403: _JSON_ERROR},
+)
 def meta_handshake(request: Request) -> str:
     """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches."""
     try:
