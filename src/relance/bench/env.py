@@ -9,6 +9,7 @@ creates ``relance_bench_<random>``, migrates it, and drops it at the end, whatev
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -209,6 +210,8 @@ class BenchEnv:
         if self._celery is None:
             from relance.worker import make_celery
 
+            # The filesystem transport has no host; kombu warns about it on every connection.
+            logging.getLogger("kombu.connection").setLevel(logging.ERROR)
             self._celery = make_celery(self.settings)
             self.stack.callback(self._celery.close)
         return self._celery

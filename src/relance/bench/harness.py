@@ -110,7 +110,7 @@ class Run:
         if env.redis_url:
             report.limits["redis_round_trips_per_s"] = limits.redis_ops_per_s(env)
         self.say(
-            f"limits: COPY {report.limits['copy_rows_per_s']:,.0f} rows/s, batched UPDATE "
+            f"limits: bulk insert {report.limits['copy_rows_per_s']:,.0f} rows/s, batched UPDATE "
             f"{report.limits['update_rows_per_s']:,.0f} rows/s, SELECT by PK p99 "
             f"{report.limits['select_pk_p99_ms']:.3f} ms"
         )
@@ -162,6 +162,9 @@ def _fill_missing(report: Report) -> None:
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # Once: a second Ctrl-C must not cut the clean-up short (it would leave processes behind).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -169,7 +172,7 @@ def main(args: list[str]) -> int:
     opts, json_path = parse(args)
     # Piped output (CI, a file) gets a table wide enough to read, not 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=200)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     report = Report(machine={}, config={k: v for k, v in vars(opts).items() if "url" not in k})
     started = time.perf_counter()
     code = 0
@@ -198,7 +201,8 @@ def main(args: list[str]) -> int:
         console.print("[yellow]interrupted: everything the bench started was stopped[/yellow]")
         code = 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     report.elapsed_seconds = time.perf_counter() - started
     _fill_missing(report)
     report.print_table(console)

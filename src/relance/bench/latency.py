@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from relance.bench import cpu
 from relance.bench.env import BenchEnv, sleep_until
 from relance.bench.procs import BenchError, wait_until
 from relance.bench.report import Figure, Report, percentile
@@ -29,7 +30,7 @@ from relance.bench.webhooks import reply_body, sent_messages
 from relance.campaigns import service
 from relance.campaigns.followups import RecordingFollowups
 from relance.db import session_scope
-from relance.models import Campaign, Recipient
+from relance.models import Campaign, Contact, Message, Recipient
 
 LATENCY_TARGET_S = 1.0
 EXPIRY_WINDOW_S = 8
@@ -62,6 +63,7 @@ def reply_to_m2(
     posted: dict[str, float] = {}
     post_ms = []
     url = f"{api_url}/webhooks/meta"
+    cpu_before = cpu.snapshot(env)
     with httpx.Client(timeout=30) as client:
         start = time.time()
         for i, (_, wamid, phone) in enumerate(rows):
@@ -76,9 +78,11 @@ def reply_to_m2(
         return all(d in m2 for d in posted)
 
     wait_until(arrived, 60, "every Message 2 to reach the fake Graph server", poll=0.1)
+    cpu_used = cpu.utilisation(cpu_before, cpu.snapshot(env))
     m2 = env.graph_stats()["m2"]
     latencies = [float(m2[d]) - t for d, t in posted.items()]
     p99 = percentile(latencies, 99)
+    segments = _m2_segments(env, campaign_id, posted, m2)
     report.add(
         Figure(
             "reply_to_m2_p99_s",
@@ -96,7 +100,39 @@ def reply_to_m2(
         max_s=round(max(latencies), 4),
         webhook_post_p50_ms=round(percentile(post_ms, 50), 2),
         webhook_post_p99_ms=round(percentile(post_ms, 99), 2),
+        segments_p50_p99_s=segments,
+        cpu_percent_of_one_core=cpu_used,
     )
+
+
+def _m2_segments(
+    env: BenchEnv, campaign_id: int, posted: dict[str, float], m2: dict[str, float]
+) -> dict[str, list[float]]:
+    """Where a reply's time goes: POST -> the API applies it (``messages.created_at``) ->
+    the worker claims Message 2 (``claimed_at``) -> the fake Graph server receives it."""
+    with session_scope(env.settings) as session:
+        rows = session.execute(
+            select(Contact.phone, Message.created_at, Message.claimed_at)
+            .join(Recipient, Recipient.id == Message.recipient_id)
+            .join(Contact, Contact.id == Recipient.contact_id)
+            .where(Message.campaign_id == campaign_id, Message.kind == "message_2")
+        ).all()
+    parts: dict[str, list[float]] = {
+        "post_to_applied": [],
+        "applied_to_claimed": [],
+        "claimed_to_provider": [],
+    }
+    for phone, created_at, claimed_at in rows:
+        digits = phone.lstrip("+")
+        if digits not in posted or claimed_at is None or digits not in m2:
+            continue
+        parts["post_to_applied"].append(created_at.timestamp() - posted[digits])
+        parts["applied_to_claimed"].append((claimed_at - created_at).total_seconds())
+        parts["claimed_to_provider"].append(float(m2[digits]) - claimed_at.timestamp())
+    return {
+        name: [round(percentile(v, 50), 4), round(percentile(v, 99), 4)]
+        for name, v in parts.items()
+    }
 
 
 def _sum_sent(env: BenchEnv, ids: list[int]) -> int:

@@ -145,4 +145,5 @@ def machine_info(postgres: str, redis: str) -> dict[str, Any]:
         "postgres": postgres,
         "redis": redis,
         "platform": platform.platform(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from relance.bench import cpu
 from relance.bench.env import APP_SECRET, PHONE_NUMBER_ID, BenchEnv
 from relance.bench.report import Figure, Report
 from relance.db import session_scope
@@ -127,9 +128,11 @@ def webhook_ingest(env: BenchEnv, report: Report, api_url: str, campaign_id: int
     rows = sent_messages(env, campaign_id)
     bodies = _bodies(rows)
     events = sum(count for count, _, _ in bodies)
+    cpu_before = cpu.snapshot(env)
     start = time.perf_counter()
     tally = _post_all(f"{api_url}/webhooks/meta", bodies)
     elapsed = time.perf_counter() - start
+    cpu_used = cpu.utilisation(cpu_before, cpu.snapshot(env))
     with session_scope(env.settings) as session:
         read = session.scalar(
             select(func.count()).where(
@@ -164,4 +167,5 @@ def webhook_ingest(env: BenchEnv, report: Report, api_url: str, campaign_id: int
         events_stored_and_applied=stored,
         lost=lost,
         **tally,
+        cpu_percent_of_one_core=cpu_used,
     )

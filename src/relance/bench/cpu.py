@@ -1,0 +1,69 @@
+"""CPU used by each component during a phase, in % of one core (the machine has cpu_count cores).
+
+It tells which process saturates when a figure misses its target: the worker or the API
+(one Python process each, so 100 % per process at most without threads in C), PostgreSQL,
+Redis, the fake Graph server, or the bench itself (posting the load).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import psutil
+
+from relance.bench.env import BenchEnv
+
+SERVERS = {"postgres": "postgres", "redis-server": "redis"}
+
+
+def _seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def _tree_seconds(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += _seconds(proc)
+    return total
+
+
+def snapshot(env: BenchEnv) -> dict[str, float]:
+    out = {name: _tree_seconds(proc.pid) for name, proc in env.procs.items() if proc.alive()}
+    out["bench"] = _seconds(psutil.Process())
+    for proc in psutil.process_iter(["name"]):
+        label = SERVERS.get(proc.info["name"] or "")
+        if label:
+            with contextlib.suppress(psutil.Error):
+                out[label] = out.get(label, 0.0) + _seconds(proc)
+    system = psutil.cpu_times()
+    out["_busy"] = float(sum(system)) - system.idle - getattr(system, "iowait", 0.0)
+    out["_at"] = time.perf_counter()
+    return out
+
+
+def utilisation(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """% of one core per component between two snapshots.
+
+    ``machine`` is every core's busy time; ``others`` what the bench's components do not
+    account for (kernel, autovacuum's siblings, anything else running on the machine): when
+    it is large, the figures of that phase were measured on a machine that was not idle.
+    """
+    seconds = after["_at"] - before["_at"]
+    if seconds <= 0:
+        return {}
+    out = {
+        name: round(100 * (after[name] - before.get(name, 0.0)) / seconds, 1)
+        for name in after
+        if not name.startswith("_")
+    }
+    out["machine"] = round(100 * (after["_busy"] - before["_busy"]) / seconds, 1)
+    out["others"] = round(out["machine"] - sum(v for k, v in out.items() if k != "machine"), 1)
+    return out
