@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -140,14 +140,19 @@ def mark_sent(
     deltas: repo.Deltas,
     from_status: MessageStatus = MS.SENDING,
 ) -> int:
-    """``sending -> sent`` by compare-and-set, and the recipient moves on (M1 -> awaiting_reply)."""
-    done = 0
-    moved: list[tuple[int, int, str]] = []
-    moved_ids: list[int] = []
-    for message_id, provider_id in message_ids_and_provider_ids:
-        row = session.execute(
+    """``sending -> sent`` by compare-and-set, and the recipient moves on (M1 -> awaiting_reply).
+
+    Set-based: one UPDATE for the messages, one per campaign for their recipients, whatever the
+    batch size (the dispatcher records up to a batch of sends in one transaction).
+    """
+    pairs = dict(message_ids_and_provider_ids)
+    if not pairs:
+        return 0
+    provider_id = case({mid: pid for mid, pid in pairs.items()}, value=Message.id)
+    rows = list(
+        session.execute(
             update(Message)
-            .where(Message.id == message_id, Message.status == from_status.value)
+            .where(Message.id.in_(pairs), Message.status == from_status.value)
             .values(
                 status=MS.SENT.value,
                 provider_message_id=provider_id,
@@ -155,38 +160,45 @@ def mark_sent(
                 error_code=None,
                 error_text=None,
             )
-            .returning(Message.recipient_id, Message.campaign_id, Message.kind)
+            .returning(Message.id, Message.recipient_id, Message.campaign_id, Message.kind)
             .execution_options(synchronize_session=False)
-        ).first()
-        if row is not None:
-            moved.append((row.recipient_id, row.campaign_id, row.kind))
-            moved_ids.append(message_id)
-            done += 1
-    if not moved:
-        return 0
-    flags = _campaign_flags(session, {cid for _, cid, _ in moved})
-    already_sent = _sent_message_1_before(
-        session, [r for r, _, k in moved if k == MessageKind.MESSAGE_1], moved_ids
+        )
     )
-    for recipient_id, campaign_id, kind in moved:
+    if not rows:
+        return 0
+    flags = _campaign_flags(session, {row.campaign_id for row in rows})
+    first_ones = [row for row in rows if row.kind == MessageKind.MESSAGE_1]
+    already_sent = _sent_message_1_before(
+        session, [row.recipient_id for row in first_ones], [row.id for row in rows]
+    )
+    by_campaign: dict[int, list[int]] = {}
+    for row in first_ones:
+        by_campaign.setdefault(row.campaign_id, []).append(row.recipient_id)
+        if row.recipient_id not in already_sent:
+            deltas.add(row.campaign_id, "message_1_sent")
+    for campaign_id, recipient_ids in sorted(by_campaign.items()):
         has_m2, window = flags[campaign_id]
-        if kind == MessageKind.MESSAGE_1:
-            if recipient_id not in already_sent:
-                deltas.add(campaign_id, "message_1_sent")
-            target = recipient_state_after_message_1(has_m2)
-            extra = {"window_closes_at": now + timedelta(seconds=window)} if has_m2 else {}
-            repo.move_recipients(
-                session, [Recipient.id == recipient_id], S.QUEUED, target, now, deltas, **extra
-            )
-        else:
-            repo.move_recipients(
-                session, [Recipient.id == recipient_id], S.REPLIED, S.MESSAGE_2_SENT, now, deltas
-            )
-            # R1.1 / R3.4 / P4: the plan's status check after every Message 2 send.
-            after_commit_check(
-                session, followups, campaign_id, settings.status_check_countdown_seconds
-            )
-    return done
+        target = recipient_state_after_message_1(has_m2)
+        extra = {"window_closes_at": now + timedelta(seconds=window)} if has_m2 else {}
+        repo.move_recipients(
+            session, [Recipient.id.in_(recipient_ids)], S.QUEUED, target, now, deltas, **extra
+        )
+    second_ones = [row for row in rows if row.kind == MessageKind.MESSAGE_2]
+    if second_ones:
+        repo.move_recipients(
+            session,
+            [Recipient.id.in_([row.recipient_id for row in second_ones])],
+            S.REPLIED,
+            S.MESSAGE_2_SENT,
+            now,
+            deltas,
+        )
+    for row in second_ones:
+        # R1.1 / R3.4 / P4: the plan's status check after every Message 2 send.
+        after_commit_check(
+            session, followups, row.campaign_id, settings.status_check_countdown_seconds
+        )
+    return len(rows)
 
 
 def fail_messages(
