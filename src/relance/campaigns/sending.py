@@ -32,7 +32,7 @@ from relance.campaigns.followups import Followups, after_commit_check
 from relance.campaigns.service import finish, pause_campaign
 from relance.config import Settings
 from relance.contacts.domain import contact_values, render
-from relance.db import session_scope
+from relance.db import on_commit, session_scope
 from relance.models import Campaign, Message, Recipient, utcnow
 from relance.pacing.domain import Grant, Wait
 from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
@@ -298,7 +298,7 @@ def record_outcomes(
         if isinstance(error, RateLimited):
             retry_after = error.retry_after or backoff_seconds(attempts or 1)
             if limiter is not None:
-                limiter.block(time.time() + retry_after)
+                _block_after_commit(session, limiter, time.time() + retry_after)
         else:
             retry_after = backoff_seconds(attempts or 1)
         session.execute(
@@ -317,6 +317,23 @@ def record_outcomes(
         report.retried += 1
     finish(session, deltas, now)
     return report
+
+
+def _block_after_commit(session: Session, limiter: AnyLimiter, until: float) -> None:
+    """Block the sender once this transaction has committed, not inside it.
+
+    On SQLite the database limiter needs the single write lock that this transaction holds:
+    blocking from inside waited out busy_timeout, then failed the whole batch's recording
+    (its messages left ``sending``). The message itself already waits ``retry_after``.
+    """
+
+    def block() -> None:
+        try:
+            limiter.block(until)
+        except LimiterUnavailable as exc:  # fails closed anyway: the next reserve raises too
+            log.warning("could not record a rate limit in the pacing store: %s", exc)
+
+    on_commit(session, block)
 
 
 def _stop_campaign_of(session: Session, message_id: int, error: ProviderError) -> None:
