@@ -298,3 +298,42 @@ def test_redis_down_fails_closed_then_sends_everything_once(
     assert _pending_and_sent(settings, cid) == {"sent": n}
     again = dispatch(settings, provider, limiter, followups, budget_seconds=5)
     assert again.sent == 0 and len(provider.sent) == n
+
+
+# A rate limit answered during dispatch -----------------------------------------------------------
+
+
+def test_rate_limit_during_dispatch_blocks_the_shared_limiter(settings: Settings) -> None:
+    """A provider rate limit blocks the sender in the shared limiter and the message is sent
+    once afterwards, without a duplicate. On SQLite (embedded mode) the database limiter
+    shares the single writer lock with the transaction recording the outcomes."""
+    from relance.providers.base import OutboundMessage, ProviderError, RateLimited
+
+    followups = RecordingFollowups()
+    with session_scope(settings) as session:
+        cat = seed_contacts(session, 2)
+        cid = make_campaign(session, [cat])
+    with session_scope(settings) as session:
+        service.launch_campaign(session, settings, followups, cid)
+    limited: list[int] = []
+
+    def once(message: OutboundMessage) -> ProviderError | None:
+        if not limited:
+            limited.append(message.message_id)
+            return RateLimited("130429", "rate limit hit", retry_after=0.2)
+        return None
+
+    provider = FakeProvider(fail=once)
+    limiter = DatabaseLimiter(settings, settings.sender_key, rules_from(settings))
+    before = time.time()
+    first = dispatch(settings, provider, limiter, followups, budget_seconds=10)
+    assert first.retried == 1 and first.failed == 0
+    assert limiter.state().blocked_until >= before + 0.2  # the whole sender backs off
+    assert time.time() - before < 5, "recording the rate limit waited on a lock"
+    deadline = time.monotonic() + 10
+    while len(provider.sent) < 2 and time.monotonic() < deadline:
+        dispatch(settings, provider, limiter, followups, budget_seconds=1)
+    ids = [m.message_id for m in provider.sent]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 2
+    assert limited[0] in ids
+    assert _pending_and_sent(settings, cid) == {"sent": 2}
