@@ -35,16 +35,29 @@ def _tree_seconds(pid: int) -> float:
     return total
 
 
+def _ours(title: str, database: str) -> bool:
+    """A backend serving another database (someone else's tests) is not the bench's."""
+    serves_a_client = "(" in title or "[local]" in title
+    return database in title or not serves_a_client
+
+
 def snapshot(env: BenchEnv) -> dict[str, float]:
     out = {name: _tree_seconds(proc.pid) for name, proc in env.procs.items() if proc.alive()}
     out["bench"] = _seconds(psutil.Process())
-    for proc in psutil.process_iter(["name"]):
+    database = env.database_url.rsplit("/", 1)[-1]
+    for proc in psutil.process_iter(["name", "cmdline"]):
         label = SERVERS.get(proc.info["name"] or "")
+        if label == "postgres" and not _ours(" ".join(proc.info["cmdline"] or []), database):
+            continue
         if label:
             with contextlib.suppress(psutil.Error):
                 out[label] = out.get(label, 0.0) + _seconds(proc)
     system = psutil.cpu_times()
-    out["_busy"] = float(sum(system)) - system.idle - getattr(system, "iowait", 0.0)
+    # guest time is already inside user time on Linux; idle and iowait are not busy.
+    kernel = sum(getattr(system, f, 0.0) for f in ("irq", "softirq"))
+    steal = getattr(system, "steal", 0.0)
+    out["_busy"] = system.user + system.system + getattr(system, "nice", 0.0) + kernel + steal
+    out["_kernel"], out["_steal"] = kernel, steal
     out["_at"] = time.perf_counter()
     return out
 
@@ -52,9 +65,10 @@ def snapshot(env: BenchEnv) -> dict[str, float]:
 def utilisation(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """% of one core per component between two snapshots.
 
-    ``machine`` is every core's busy time; ``others`` what the bench's components do not
-    account for (kernel, autovacuum's siblings, anything else running on the machine): when
-    it is large, the figures of that phase were measured on a machine that was not idle.
+    ``machine`` is every core's busy time; ``kernel_irq`` the interrupt time no process is
+    charged for (loopback traffic), ``steal`` what the hypervisor took; ``others`` what is
+    left: processes outside the bench. When it is large, the figures of that phase were
+    measured on a machine that was not idle.
     """
     seconds = after["_at"] - before["_at"]
     if seconds <= 0:
@@ -64,6 +78,10 @@ def utilisation(before: dict[str, float], after: dict[str, float]) -> dict[str, 
         for name in after
         if not name.startswith("_")
     }
+    for name in ("kernel", "steal"):
+        out[f"{name}_irq" if name == "kernel" else name] = round(
+            100 * (after[f"_{name}"] - before[f"_{name}"]) / seconds, 1
+        )
     out["machine"] = round(100 * (after["_busy"] - before["_busy"]) / seconds, 1)
     out["others"] = round(out["machine"] - sum(v for k, v in out.items() if k != "machine"), 1)
     return out

@@ -203,6 +203,19 @@ class BenchEnv:
         finally:
             client.close()
 
+    def server_settings(self) -> dict[str, str]:
+        """PostgreSQL settings that move the figures (autovacuum off keeps planner statistics
+        stale after a big fan-out; synchronous_commit prices every commit)."""
+        if self.opts.embedded:
+            return {}
+        names = ("autovacuum", "synchronous_commit", "fsync", "shared_buffers", "work_mem")
+        with self.engine().connect() as conn:
+            rows = conn.execute(
+                text("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(:names)"),
+                {"names": list(names)},
+            )
+            return {name: f"{value}{' x ' + unit if unit else ''}" for name, value, unit in rows}
+
     # Celery ----------------------------------------------------------------------------------
 
     def celery(self) -> Any:

@@ -9,6 +9,18 @@ Phases, in order (each prints one line as it ends):
 5. dispatch of M messages end to end, worker RSS sampled meanwhile;
 6. ``relance api``: signed status webhooks, reply -> Message 2 latency, completion lag.
 
+Each figure's limit (``ratio = value / limit``):
+
+=========================  ===================================================================
+fanout_recipients_per_s    raw COPY rows/s into a scratch table shaped like ``recipients``
+dispatch_messages_per_s    no-op Celery tasks/s, same broker and pool size
+webhook_events_per_s       raw batched UPDATE rows/s (100 rows per transaction)
+reply_to_m2_p99_s          no-op Celery round trip p99 (publish -> task runs)
+completion_lag_p99_s       the same round trip (the plan's own path: 5 s + up to 120 s)
+status_check_ms_at_1m      raw ``SELECT 1`` by primary key, p99
+worker_rss_growth_mb       the worker tree's RSS after warm-up
+=========================  ===================================================================
+
 Everything it starts or creates (subprocesses, scratch table, database, temporary files) is
 released at the end, after an error or a Ctrl-C too.
 """
@@ -49,7 +61,11 @@ UNITS = {
 
 
 def parse(args: list[str]) -> tuple[Options, Path | None]:
-    p = argparse.ArgumentParser(prog="relance bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="relance bench",
+        description="SPEC section 8's figures, each beside the machine limit measured in the "
+        "same run. Without a size option it runs the quick sizes (< 3 minutes on 2 cores).",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes for CI (the default)")
     p.add_argument("--embedded", action="store_true", help="SQLite + filesystem broker")
     p.add_argument("--recipients", type=int, help="fan-out / status-check campaign size")
@@ -101,6 +117,7 @@ class Run:
         env, report, opts = self.env, self.report, self.env.opts
         env.migrate()
         report.machine = machine_info(*env.versions())
+        report.machine["postgres_settings"] = env.server_settings()
         contacts = max(opts.recipients, opts.messages + 2 * opts.campaigns)
         seed_contacts(env.engine(), contacts)
         self.say(f"scratch database ready, {contacts:,} contacts seeded")
