@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.exc import OperationalError
 
 from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import Followups
@@ -55,8 +56,14 @@ async def receive(
         raise HTTPException(exc.status_code, exc.detail) from None
 
     def apply() -> dict[str, int]:
-        with session_scope(settings) as session:
-            return apply_events(session, settings, followups, provider, events)
+        for attempt in range(3):
+            try:
+                with session_scope(settings) as session:
+                    return apply_events(session, settings, followups, provider, events)
+            except OperationalError:  # a deadlock or lock timeout: the whole batch goes again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     tally = await run_in_threadpool(apply)
     return {"received": len(events), **tally}

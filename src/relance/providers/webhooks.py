@@ -86,6 +86,17 @@ def _find_message(session: Session, event: StatusEvent) -> Message | None:
     return found
 
 
+def in_lock_order(events: Sequence[ProviderEvent]) -> list[ProviderEvent]:
+    """Statuses grouped by message (in arrival order within one), then interactions.
+
+    Two batches touching the same messages then lock their rows in the same order, so they
+    wait for each other instead of deadlocking; per message, the order is kept.
+    """
+    statuses = [e for e in events if isinstance(e, StatusEvent)]
+    statuses.sort(key=lambda e: e.provider_message_id)  # stable: arrival order per message
+    return [*statuses, *(e for e in events if not isinstance(e, StatusEvent))]
+
+
 def apply_events(
     session: Session,
     settings: Settings,
@@ -99,7 +110,7 @@ def apply_events(
     tally: Counter[str] = Counter()
     deltas = repo.Deltas()
     stop_words = settings.stop_keyword_set
-    for event in events:
+    for event in in_lock_order(events):
         event_id = _store(session, provider, event, now)
         if event_id is None:
             tally["duplicates"] += 1
