@@ -16,9 +16,11 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     if url.startswith("filesystem"):
         # A broker that needs no server: queues are files under the data directory.
         folder = (settings.data_dir / "broker").resolve()
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
+            # kombu's default control folder is ./control in the current directory.
+            "control_folder": str(folder / "control"),
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
