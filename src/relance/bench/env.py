@@ -3,12 +3,13 @@
 The bench never writes into an existing database: on the PostgreSQL server named by
 ``--database-url`` (else ``DATABASE_URL`` when it is PostgreSQL, else the local server) it
 creates ``relance_bench_<random>``, migrates it, and drops it at the end, whatever happens.
+The broker is ``--redis-url`` (else ``BROKER_URL`` when it is Redis), used as it is; without
+one, the run claims a local Redis database of its own (``redis_db.py``) and flushes it after.
 ``--embedded`` runs on a SQLite file and the filesystem broker in a temporary folder instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -25,11 +26,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from relance.bench.procs import BenchError, Proc, free_port, port_open, wait_until
+from relance.bench.redis_db import ClaimedRedis
 from relance.config import Settings, get_settings, load_settings
 
 DEFAULT_PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-# A Redis database reserved for the bench: it is flushed before and after a run.
-DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 APP_SECRET = "relance-bench-secret"
 PHONE_NUMBER_ID = "bench"
 
@@ -107,28 +107,23 @@ class BenchEnv:
         if self.opts.embedded:
             return "filesystem://"
         given = self.opts.redis_url or os.environ.get("BROKER_URL", "")
-        url = given if given.startswith(("redis://", "rediss://")) else DEFAULT_REDIS
-        self.redis_url = url
-        import redis
+        if given.startswith(("redis://", "rediss://")):
+            import redis
 
-        client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            raise BenchError(f"Redis is not reachable at {url}: {exc}") from exc
-        if url == DEFAULT_REDIS:
-            client.flushdb()
-            self.stack.callback(self._flush_default_redis)
-        client.close()
-        return url
-
-    def _flush_default_redis(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(DEFAULT_REDIS, socket_connect_timeout=3)
-        with contextlib.suppress(redis.RedisError):
-            client.flushdb()
-        client.close()
+            client = redis.Redis.from_url(given, socket_connect_timeout=3)
+            try:
+                client.ping()
+            except redis.RedisError as exc:
+                raise BenchError(f"Redis is not reachable at {given}: {exc}") from exc
+            finally:
+                client.close()
+            self.redis_url = given
+            return given
+        # No broker given: a local Redis database of this run's own, flushed at the end.
+        claimed = ClaimedRedis()
+        self.stack.callback(claimed.release)
+        self.redis_url = claimed.url
+        return claimed.url
 
     def redis(self) -> Any:
         import redis

@@ -75,7 +75,9 @@ def parse(args: list[str]) -> tuple[Options, Path | None]:
     p.add_argument("--campaigns", type=int, help="small campaigns for the completion lag")
     p.add_argument("--json", type=Path, help="write the JSON report there")
     p.add_argument("--database-url", help="PostgreSQL server for the scratch database")
-    p.add_argument("--redis-url", help="Redis broker (default: BROKER_URL, else db 14)")
+    p.add_argument(
+        "--redis-url", help="Redis broker (default: BROKER_URL, else a free local database)"
+    )
     ns = p.parse_args(args)
     quick = ns.quick or (ns.recipients is None and ns.messages is None)
     recipients = ns.recipients or (QUICK["recipients"] if quick else 1_000_000)
@@ -120,7 +122,8 @@ class Run:
         report.machine["postgres_settings"] = env.server_settings()
         contacts = max(opts.recipients, opts.messages + 2 * opts.campaigns)
         seed_contacts(env.engine(), contacts)
-        self.say(f"scratch database ready, {contacts:,} contacts seeded")
+        where = env.database_url.rsplit("/", 1)[-1]
+        self.say(f"scratch database {where} ready, {contacts:,} contacts seeded")
 
         rows = opts.recipients
         report.limits.update(limits.database_limits(env.engine(), rows, min(rows, 100_000), 2000))
