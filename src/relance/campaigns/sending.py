@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from relance.campaigns import repository as repo
 from relance.campaigns.domain import (
@@ -415,6 +416,8 @@ def apply_status(
             now,
             deltas,
         )
+    for key, value in values.items():  # keep our copy current for the batch's next event
+        set_committed_value(message, key, value)
     if message.kind == MessageKind.MESSAGE_1:
         for counter in counters:
             deltas.add(message.campaign_id, counter)
@@ -461,8 +464,10 @@ def dispatch(
     """
     deadline = time.monotonic() + budget_seconds
     total = DispatchReport()
+    paced = not limiter.rules.unpaced
     while time.monotonic() < deadline and not stopping():
-        if not _has_due(settings, message_ids):
+        # Paced, a reservation spends a slot: look first. Unpaced, the claim itself tells.
+        if paced and not _has_due(settings, message_ids):
             break
         try:
             decision = limiter.reserve(max_wait=max_wait, wanted=batch)

@@ -151,6 +151,22 @@ class Message(Base):
             sqlite_where=text("status = 'sending'"),
         ),
         Index("ix_messages_recipient", "recipient_id"),
+        # Unique when set; partial so that the millions of unsent rows of a launch cost nothing.
+        Index(
+            "uq_messages_provider_message_id",
+            "provider_message_id",
+            unique=True,
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+            sqlite_where=text("provider_message_id IS NOT NULL"),
+        ),
+        # Sends per campaign over time (dashboard timeline, counter reconciliation).
+        Index(
+            "ix_messages_campaign_sent",
+            "campaign_id",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -160,7 +176,7 @@ class Message(Base):
     priority: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(20), default=MessageStatus.PENDING.value)
     provider: Mapped[str] = mapped_column(String(20))
-    provider_message_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = _counter()
     next_attempt_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]

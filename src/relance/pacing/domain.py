@@ -101,7 +101,8 @@ def reserve(
         return Wait(at, reason), state
 
     count = 1 if rules.interval > 0 else max(1, wanted)
-    count = min(count, rules.batch_size - state.batch_count)
+    if rules.batch_pause > 0:  # without a pause, a batch boundary changes nothing
+        count = min(count, rules.batch_size - state.batch_count)
     if rules.daily_quota:
         count = min(count, rules.daily_quota - day_count)
     batch_count = state.batch_count + count

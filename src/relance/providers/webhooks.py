@@ -50,39 +50,57 @@ def verify_and_parse(
     raise WebhookRejected(404, f"unknown provider {provider!r}; expected one of {PROVIDERS}")
 
 
-def _store(session: Session, provider: str, event: ProviderEvent, now: datetime) -> int | None:
-    """Insert the event unless its dedup key is known; None means a duplicate."""
+def _store_all(
+    session: Session, provider: str, events: Sequence[ProviderEvent], now: datetime
+) -> dict[str, int]:
+    """Insert the events whose dedup key is new, in one statement; their ids by dedup key."""
+    if not events:
+        return {}
     dialect = session.get_bind().dialect.name
     ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    kind = "status" if isinstance(event, StatusEvent) else f"message:{event.kind}"
+    rows = [
+        {
+            "provider": provider,
+            "dedup_key": event.dedup_key,
+            "kind": "status" if isinstance(event, StatusEvent) else f"message:{event.kind}",
+            "payload": event.raw,
+            "received_at": now,
+            "matched": False,
+        }
+        for event in events
+    ]
     result = session.execute(
         ins(InboundEvent)
-        .values(
-            provider=provider,
-            dedup_key=event.dedup_key,
-            kind=kind,
-            payload=event.raw,
-            received_at=now,
-            matched=False,
-        )
+        .values(rows)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(InboundEvent.id)
+        .returning(InboundEvent.dedup_key, InboundEvent.id)
     )
-    return result.scalar_one_or_none()
+    return {key: event_id for key, event_id in result}
 
 
-def _find_message(session: Session, event: StatusEvent) -> Message | None:
-    found = session.scalars(
-        select(Message).where(Message.provider_message_id == event.provider_message_id)
-    ).one_or_none()
-    if found is None and event.our_message_id is not None:
-        # We crashed before storing the provider id: biz_opaque_callback_data still matches.
-        found = session.scalars(
+def _find_messages(session: Session, events: Sequence[StatusEvent]) -> dict[str, Message]:
+    """The messages the statuses are about, by provider id, in at most two queries."""
+    if not events:
+        return {}
+    found = {
+        m.provider_message_id or "": m
+        for m in session.scalars(
             select(Message).where(
-                Message.id == event.our_message_id,
-                Message.provider_message_id.is_(None),
+                Message.provider_message_id.in_({e.provider_message_id for e in events})
             )
-        ).one_or_none()
+        )
+    }
+    ours = {
+        e.our_message_id: e.provider_message_id
+        for e in events
+        if e.provider_message_id not in found and e.our_message_id is not None
+    }
+    if ours:
+        # We crashed before storing the provider id: biz_opaque_callback_data still matches.
+        for m in session.scalars(
+            select(Message).where(Message.id.in_(ours), Message.provider_message_id.is_(None))
+        ):
+            found[ours[m.id]] = m
     return found
 
 
@@ -110,15 +128,21 @@ def apply_events(
     tally: Counter[str] = Counter()
     deltas = repo.Deltas()
     stop_words = settings.stop_keyword_set
-    for event in in_lock_order(events):
-        event_id = _store(session, provider, event, now)
+    ordered = in_lock_order(events)
+    new_ids = _store_all(session, provider, ordered, now)
+    messages = _find_messages(
+        session, [e for e in ordered if isinstance(e, StatusEvent) and e.dedup_key in new_ids]
+    )
+    results: list[dict[str, object]] = []
+    for event in ordered:
+        event_id = new_ids.pop(event.dedup_key, None)  # a key twice in one batch applies once
         if event_id is None:
             tally["duplicates"] += 1
             continue
         message_id: int | None = None
         recipient_id: int | None = None
         if isinstance(event, StatusEvent):
-            message = _find_message(session, event)
+            message = messages.get(event.provider_message_id)
             if message is None:
                 outcome = "unmatched"
             else:
@@ -148,15 +172,18 @@ def apply_events(
                 now,
             )
         matched = outcome not in ("unmatched", "unknown_contact")
-        session.execute(
-            update(InboundEvent)
-            .where(InboundEvent.id == event_id)
-            .values(
-                matched=matched, outcome=outcome, message_id=message_id, recipient_id=recipient_id
-            )
-            .execution_options(synchronize_session=False)
+        results.append(
+            {
+                "id": event_id,
+                "matched": matched,
+                "outcome": outcome,
+                "message_id": message_id,
+                "recipient_id": recipient_id,
+            }
         )
         tally["applied"] += 1
         tally["unmatched" if not matched else "matched"] += 1
+    if results:
+        session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
     finish(session, deltas, now)
     return dict(tally)
