@@ -43,7 +43,7 @@ from rich.console import Console
 from relance.bench import dispatch, fanout, latency, limits, webhooks
 from relance.bench.env import BenchEnv, Options
 from relance.bench.procs import BenchError
-from relance.bench.report import FIGURE_NAMES, Figure, Report, machine_info
+from relance.bench.report import FIGURE_NAMES, Figure, Report, code_version, machine_info
 from relance.bench.seed import clear_campaigns, seed_contacts
 from relance.logs import configure_logging
 
@@ -193,7 +193,8 @@ def main(args: list[str]) -> int:
     # Piped output (CI, a file) gets a table wide enough to read, not 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    report = Report(machine={}, config={k: v for k, v in vars(opts).items() if "url" not in k})
+    config = {k: v for k, v in vars(opts).items() if "url" not in k}
+    report = Report(machine={}, config={**config, "code": code_version()})
     started = time.perf_counter()
     code = 0
     env: BenchEnv | None = None

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,33 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def code_version() -> dict[str, Any]:
+    """The relance version, and the git commit when run from a checkout (dirty if edited)."""
+    from relance import __version__
+
+    out: dict[str, Any] = {"relance": __version__}
+    src = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return out
+    if commit.returncode == 0:
+        out["commit"] = commit.stdout.strip()
+        out["dirty"] = bool(dirty.stdout.strip())
+    return out
 
 
 def machine_info(postgres: str, redis: str) -> dict[str, Any]:
