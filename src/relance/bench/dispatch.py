@@ -27,6 +27,8 @@ from relance.models import Message
 
 DISPATCH_TARGET = 1000.0
 STALL_SECONDS = 60.0
+MIN_FIT_SAMPLES = 40
+MIN_FIT_MESSAGES = 10_000
 MB = 1024 * 1024
 
 
@@ -147,8 +149,12 @@ def _wait_sent(
 
 def _slope_per_message(
     samples: list[tuple[float, int]], progress: list[tuple[float, int]], warm_at: float
-) -> float:
-    """Bytes of RSS per message sent, fitted over the samples taken from ``warm_at`` on."""
+) -> float | None:
+    """Bytes of RSS per message sent, fitted over the samples taken from ``warm_at`` on.
+
+    None when the run is too short for a fit to mean anything (a few samples of a quick run
+    scaled to a million messages would be noise multiplied by a thousand).
+    """
     times = [t for t, _ in progress]
     points = []
     for t, rss in samples:
@@ -156,8 +162,8 @@ def _slope_per_message(
             continue
         sent = progress[min(bisect.bisect_left(times, t), len(progress) - 1)][1]
         points.append((float(sent), float(rss)))
-    if len(points) < 3:
-        return 0.0
+    if len(points) < MIN_FIT_SAMPLES or points[-1][0] - points[0][0] < MIN_FIT_MESSAGES:
+        return None
     mean_x = sum(x for x, _ in points) / len(points)
     mean_y = sum(y for _, y in points) / len(points)
     var = sum((x - mean_x) ** 2 for x, _ in points)
@@ -191,8 +197,8 @@ def _rss_figure(
         "over_messages": messages,
         # Least-squares RSS growth per message over the second half of the run, scaled: what
         # 1,000,000 messages would add at that rate (a leak too small to see over M).
-        "slope_mb_per_100k_messages": round(slope * 100_000 / MB, 2),
-        "projected_growth_at_1m_messages_mb": round(slope * 1_000_000 / MB, 1),
+        "slope_mb_per_100k_messages": None if slope is None else round(slope * 1e5 / MB, 2),
+        "projected_growth_at_1m_messages_mb": None if slope is None else round(slope * 1e6 / MB),
     }
     report.add(
         Figure(
