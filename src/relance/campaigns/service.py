@@ -54,15 +54,15 @@ def check_placeholders(session: Session, campaign: Campaign) -> None:
         texts.extend(str(p) for p in campaign.message_1_template.get("parameters", []))
     defaults = campaign.placeholder_defaults or {}
     lacking: dict[str, int] = {}
+    needed = set().union(*(missing_placeholders(t, {}) for t in texts)) - set(defaults)
+    if not needed:
+        return  # nothing to look up: don't read the whole audience
     audience = repo.audience_query(campaign.id)
     rows = session.execute(
         select(Contact.first_name, Contact.last_name, Contact.attributes).where(
             audience, Contact.opted_out_at.is_(None)
         )
     )
-    needed = set().union(*(missing_placeholders(t, {}) for t in texts)) - set(defaults)
-    if not needed:
-        return
     for first, last, attributes in rows:
         values = contact_values(first, last, attributes or {})
         for name in needed - set(values):

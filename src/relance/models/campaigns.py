@@ -171,7 +171,9 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # A copy of the recipient's campaign, for claims and counters; no foreign key of its own:
+    # the recipient's already guarantees it, and a second check per row slowed launches.
+    campaign_id: Mapped[int]
     kind: Mapped[str] = mapped_column(String(20))
     priority: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(20), default=MessageStatus.PENDING.value)
