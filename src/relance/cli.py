@@ -116,9 +116,12 @@ def demo() -> None:
     raise typer.Exit(run_demo(settings))
 
 
-@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@cli.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,  # --help goes to the harness, which lists its own options
+)
 def bench(ctx: typer.Context) -> None:
-    """The benchmark harness of SPEC section 8 (see --help of relance.bench)."""
+    """The benchmark harness of SPEC section 8; relance bench --help lists its options."""
     _settings()
     import importlib
 
