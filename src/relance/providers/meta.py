@@ -8,14 +8,11 @@ once, here, onto the three errors the engine knows (see ``error_for``). The webh
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from relance.config import Settings
 from relance.providers.base import (
     OutboundMessage,
     PermanentError,
@@ -24,8 +21,7 @@ from relance.providers.base import (
     RetryableError,
     SendResult,
 )
-
-DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+from relance.providers.http import HttpProvider, retry_after_seconds
 
 # 131048: Meta saw this number's messages flagged as spam; sending again soon makes it worse,
 # so the sender keeps quiet for an hour unless the response says otherwise.
@@ -69,22 +65,10 @@ PERMANENT_CODES = frozenset(
 )
 
 
-class MetaProvider:
+class MetaProvider(HttpProvider):
     """Sends texts and templates through the WhatsApp Cloud API."""
 
     name = "meta"
-
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.Client | None = None,
-        *,
-        timeout: httpx.Timeout | float | None = None,
-    ) -> None:
-        self._settings = settings
-        self._owns_client = client is None
-        # One client per provider: keep-alive connections to graph.facebook.com are reused.
-        self._client = client or httpx.Client(timeout=timeout or DEFAULT_TIMEOUT)
 
     @property
     def messages_url(self) -> str:
@@ -103,20 +87,10 @@ class MetaProvider:
             )
         body = request_body(message)
         headers = {"Authorization": f"Bearer {s.meta_access_token}"}
-        try:
-            response = self._client.post(self.messages_url, json=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise _transport_error(exc) from exc
-        except httpx.TransportError as exc:
-            raise RetryableError("network", f"{type(exc).__name__}: {exc}") from exc
+        response = self._post(self.messages_url, json=body, headers=headers)
         if response.is_success:
             return SendResult(provider_message_id=_message_id(response))
         raise error_for(response)
-
-    def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
 
 
 def request_body(message: OutboundMessage) -> dict[str, Any]:
@@ -219,27 +193,3 @@ def _int(value: object) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
-
-
-def _transport_error(exc: httpx.TimeoutException) -> RetryableError:
-    # A connect timeout means nothing left; a read timeout means Meta may have sent it.
-    if isinstance(exc, httpx.ConnectTimeout):
-        return RetryableError("connect_timeout", f"could not connect within the timeout: {exc}")
-    return RetryableError("timeout", f"{type(exc).__name__}: no answer within the timeout")
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The ``Retry-After`` header in seconds (delta or HTTP date), or None."""
-    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if raw is None or not raw.strip():
-        return None
-    raw = raw.strip()
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -33,7 +33,7 @@ from relance.providers.base import (
     WebhookRejected,
     e164,
 )
-from relance.providers.meta import DEFAULT_TIMEOUT, retry_after_seconds
+from relance.providers.http import HttpProvider, json_object, required_id, retry_after_seconds
 
 SIGNATURE_HEADER = "x-twilio-signature"
 WEBHOOK_PATH = "/webhooks/twilio"
@@ -60,21 +60,10 @@ STATUS_MAP: dict[str, ReportedStatus] = {
 INBOUND_STATUSES = frozenset({"received", "receiving"})
 
 
-class TwilioProvider:
+class TwilioProvider(HttpProvider):
     """Sends WhatsApp texts through Twilio's Programmable Messaging API."""
 
     name = "twilio"
-
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.Client | None = None,
-        *,
-        timeout: httpx.Timeout | float | None = None,
-    ) -> None:
-        self._settings = settings
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout or DEFAULT_TIMEOUT)
 
     @property
     def messages_url(self) -> str:
@@ -103,23 +92,10 @@ class TwilioProvider:
             "StatusCallback": self.status_callback_url,
         }
         auth = (s.twilio_account_sid, s.twilio_auth_token)
-        try:
-            response = self._client.post(self.messages_url, data=form, auth=auth)
-        except httpx.ConnectTimeout as exc:
-            raise RetryableError("connect_timeout", f"could not connect: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            # The request may have reached Twilio: the outcome is unknown.
-            raise RetryableError("timeout", f"{type(exc).__name__}: no answer in time") from exc
-        except httpx.TransportError as exc:
-            raise RetryableError("network", f"{type(exc).__name__}: {exc}") from exc
+        response = self._post(self.messages_url, data=form, auth=auth)
         if response.is_success:
-            return SendResult(provider_message_id=_sid(response))
+            return SendResult(provider_message_id=required_id(response, "sid"))
         raise error_for(response)
-
-    def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
 
 
 def whatsapp_address(number: str) -> str:
@@ -128,25 +104,10 @@ def whatsapp_address(number: str) -> str:
     return f"whatsapp:+{digits}"
 
 
-def _sid(response: httpx.Response) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    sid = payload.get("sid") if isinstance(payload, dict) else None
-    if not isinstance(sid, str) or not sid:
-        raise RetryableError("bad_response", f"no 'sid' in: {response.text[:200]}")
-    return sid
-
-
 def error_for(response: httpx.Response) -> ProviderError:
     """Map a failed Twilio response onto RateLimited, RetryableError or PermanentError."""
     status = response.status_code
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    payload = payload if isinstance(payload, dict) else {}
+    payload = json_object(response)
     code = payload.get("code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else None
     label = str(code) if code is not None else f"http_{status}"

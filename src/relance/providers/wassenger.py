@@ -33,7 +33,7 @@ from relance.providers.base import (
     WebhookRejected,
     e164,
 )
-from relance.providers.meta import DEFAULT_TIMEOUT, retry_after_seconds
+from relance.providers.http import HttpProvider, json_object, required_id, retry_after_seconds
 
 SECRET_QUERY_PARAM = "secret"
 SECRET_HEADER = "x-webhook-secret"
@@ -59,21 +59,10 @@ INBOUND_KINDS: dict[str, InteractionKind] = {
 }
 
 
-class WassengerProvider:
+class WassengerProvider(HttpProvider):
     """Sends texts through the Wassenger API (WhatsApp Web or WABA devices)."""
 
     name = "wassenger"
-
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.Client | None = None,
-        *,
-        timeout: httpx.Timeout | float | None = None,
-    ) -> None:
-        self._settings = settings
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout or DEFAULT_TIMEOUT)
 
     @property
     def messages_url(self) -> str:
@@ -88,44 +77,16 @@ class WassengerProvider:
             )
         # Cloud API templates have no Wassenger equivalent here: the rendered text goes.
         body = {"phone": message.to, "message": message.text}
-        try:
-            response = self._client.post(self.messages_url, json=body, headers={"Token": api_key})
-        except httpx.ConnectTimeout as exc:
-            raise RetryableError("connect_timeout", f"could not connect: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            # The request may have reached Wassenger: the outcome is unknown.
-            raise RetryableError("timeout", f"{type(exc).__name__}: no answer in time") from exc
-        except httpx.TransportError as exc:
-            raise RetryableError("network", f"{type(exc).__name__}: {exc}") from exc
+        response = self._post(self.messages_url, json=body, headers={"Token": api_key})
         if response.is_success:
-            return SendResult(provider_message_id=_message_id(response))
+            return SendResult(provider_message_id=required_id(response, "id"))
         raise error_for(response)
-
-    def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
-
-
-def _message_id(response: httpx.Response) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    message_id = payload.get("id") if isinstance(payload, dict) else None
-    if not isinstance(message_id, str) or not message_id:
-        raise RetryableError("bad_response", f"no 'id' in: {response.text[:200]}")
-    return message_id
 
 
 def error_for(response: httpx.Response) -> ProviderError:
     """Map a failed Wassenger response onto RateLimited, RetryableError or PermanentError."""
     status = response.status_code
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    payload = payload if isinstance(payload, dict) else {}
+    payload = json_object(response)
     error_code = payload.get("errorCode") or payload.get("error")
     label = error_code if isinstance(error_code, str) and error_code else f"http_{status}"
     message = payload.get("message")
