@@ -18,6 +18,7 @@ from relance.campaigns.domain import (
     MessageKind,
     MessageStatus,
     RecipientState,
+    can_transition,
 )
 from relance.models import (
     Campaign,
@@ -223,6 +224,8 @@ def move_recipients(
     **values: Any,
 ) -> list[Any]:
     """Compare-and-set ``old -> new`` on the matching recipients; counters follow the winners."""
+    if not can_transition(old, new):  # the SQL may only take the domain's transitions
+        raise ValueError(f"recipients cannot go from {old} to {new}")
     stamp = f"{new.value}_at"
     result = session.execute(
         update(Recipient)

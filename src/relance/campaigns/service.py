@@ -15,7 +15,6 @@ from relance.campaigns.domain import (
     MessageKind,
     MessageStatus,
     RecipientState,
-    recipient_state_after_message_1,
     status_after_check,
 )
 from relance.campaigns.followups import (
@@ -566,7 +565,3 @@ def blocking_recipients(
             }
         )
     return out
-
-
-def recipient_state_after_send(campaign_has_message_2: bool) -> RecipientState:
-    return recipient_state_after_message_1(campaign_has_message_2)

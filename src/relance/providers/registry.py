@@ -35,10 +35,3 @@ def get_provider(settings: Settings) -> Provider:
         if key not in _providers:
             _providers[key] = make_provider(settings)
         return _providers[key]
-
-
-def close_providers() -> None:
-    with _lock:
-        for provider in _providers.values():
-            provider.close()
-        _providers.clear()

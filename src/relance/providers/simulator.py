@@ -112,10 +112,6 @@ class SimulatorProvider:
         self._thread.join(timeout=2)
         self._client.close()
 
-    def pending_webhooks(self) -> int:
-        with self._cv:
-            return len(self._heap)
-
     # Webhook delivery -----------------------------------------------------------------------
 
     def _delay(self, share: float) -> float:
