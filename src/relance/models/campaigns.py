@@ -103,6 +103,17 @@ class Recipient(Base):
         CheckConstraint(_in("state", RecipientState), name="state_valid"),
         Index("ix_recipients_campaign_state", "campaign_id", "state"),
         Index("ix_recipients_contact_state", "contact_id", "state"),
+        # The dispatcher's queue for Message 1: queued recipients whose row is not created yet,
+        # in id order per campaign. Partial, like the messages' dispatch index, so that the
+        # claim is an ordered scan of it whatever the planner's statistics (right after a launch
+        # there are none, and a bitmap scan sorted every queued recipient on each claim).
+        Index(
+            "ix_recipients_message_1_due",
+            "campaign_id",
+            "id",
+            postgresql_where=text("state = 'queued' AND message_1_created_at IS NULL"),
+            sqlite_where=text("state = 'queued' AND message_1_created_at IS NULL"),
+        ),
         # The expiry sweep only looks at open windows: keep that index small.
         Index(
             "ix_recipients_open_windows",
@@ -127,6 +138,9 @@ class Recipient(Base):
     opted_out_at: Mapped[datetime | None]
     done_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # When the claim created this recipient's Message 1 row; NULL: none yet (the launch creates
+    # recipients only, the dispatcher creates each Message 1 as it claims it).
+    message_1_created_at: Mapped[datetime | None]
 
 
 class Message(Base):
@@ -151,7 +165,7 @@ class Message(Base):
             sqlite_where=text("status = 'sending'"),
         ),
         Index("ix_messages_recipient", "recipient_id"),
-        # Unique when set; partial so that the millions of unsent rows of a launch cost nothing.
+        # Unique when set; partial so that the rows not yet sent cost no index entry.
         Index(
             "uq_messages_provider_message_id",
             "provider_message_id",
