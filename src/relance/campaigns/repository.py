@@ -156,8 +156,13 @@ def audience_query(campaign_id: int) -> Any:
     return or_(Contact.id.in_(in_categories), Contact.id.in_(listed))
 
 
-def fan_out(session: Session, campaign_id: int, provider: str, now: datetime) -> tuple[int, int]:
-    """Create recipients and Message 1 rows with two INSERT ... SELECT (no per-contact loop)."""
+def fan_out(session: Session, campaign_id: int, now: datetime) -> tuple[int, int]:
+    """Create the recipients with one INSERT ... SELECT (no per-contact loop).
+
+    No message row: each queued recipient waits in ``ix_recipients_message_1_due`` until a
+    dispatcher claims it and creates its Message 1 (``claim_messages``), which halves the
+    rows and index entries a launch writes.
+    """
     audience = audience_query(campaign_id)
     reachable = select(
         literal(campaign_id, Recipient.campaign_id.type),
@@ -176,32 +181,6 @@ def fan_out(session: Session, campaign_id: int, provider: str, now: datetime) ->
             select(func.count()).select_from(Recipient).where(Recipient.campaign_id == campaign_id)
         )
         or 0
-    )
-    session.execute(
-        insert(Message).from_select(
-            [
-                "recipient_id",
-                "campaign_id",
-                "kind",
-                "priority",
-                "status",
-                "provider",
-                "attempts",
-                "created_at",
-                "next_attempt_at",
-            ],
-            select(
-                Recipient.id,
-                Recipient.campaign_id,
-                literal(MessageKind.MESSAGE_1.value, Message.kind.type),
-                literal(PRIORITY[MessageKind.MESSAGE_1], Message.priority.type),
-                literal(MessageStatus.PENDING.value, Message.status.type),
-                literal(provider, Message.provider.type),
-                literal(0, Message.attempts.type),
-                literal(now, Message.created_at.type),
-                literal(now, Message.next_attempt_at.type),
-            ).where(Recipient.campaign_id == campaign_id),
-        )
     )
     skipped = (
         session.scalar(
@@ -273,23 +252,73 @@ def sending_campaign_ids(session: Session) -> list[int]:
     )
 
 
+def message_1_due() -> list[Any]:
+    """Queued recipients without a Message 1 row: the predicate of ``ix_recipients_message_1_due``.
+
+    Rendered as literals, not bound parameters: a generic plan (PostgreSQL's, once psycopg has
+    prepared a statement run often) could not prove that the partial index applies.
+    """
+    return [
+        Recipient.state == literal(RecipientState.QUEUED.value, literal_execute=True),
+        Recipient.message_1_created_at.is_(None),
+    ]
+
+
+def message_pending() -> Any:
+    """``status = 'pending'``, the predicate of ``ix_messages_dispatch``, as a literal (see
+    ``message_1_due``): bound, a generic plan scanned the whole messages table on each claim."""
+    return Message.status == literal(MessageStatus.PENDING.value, literal_execute=True)
+
+
 def claim_messages(
     session: Session,
     now: datetime,
     limit: int,
     message_ids: Sequence[int] | None = None,
+    *,
+    provider: str,
+    recipient_ids: Sequence[int] | None = None,
 ) -> list[int]:
-    """Claim up to ``limit`` due messages: ``pending -> sending`` by compare-and-set.
+    """Claim up to ``limit`` due messages, all ``sending`` when this transaction commits.
 
-    Message 2s first (a contact who answered is waiting), then Message 1s in campaign
-    launch order. One query per (priority, campaign): each is an ordered scan of the partial
-    dispatch index, whatever the planner's statistics say (right after a launch of a million
-    rows it has none, and a single query over every campaign sorted them all on each claim).
-    On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several dispatchers claim side by side
-    without waiting on each other or claiming the same row; SQLite has one writer at a time,
-    so the compare-and-set alone is enough there.
+    First the pending messages, ``pending -> sending`` by compare-and-set: Message 2s (a
+    contact who answered is waiting), then Message 1s sent again (a retry, ``retry_failed``),
+    in campaign launch order. Then, while room is left, each sending campaign's queued
+    recipients that have no Message 1 row yet, in launch order then id order: their Message 1
+    is created here, directly ``sending`` (``create_message_1``).
+
+    One query per (priority, campaign): each is an ordered scan of a partial index, whatever
+    the planner's statistics say (right after a launch of a million rows it has none, and a
+    single query over every campaign sorted them all on each claim). On PostgreSQL,
+    ``FOR UPDATE SKIP LOCKED`` lets several dispatchers claim side by side without waiting on
+    each other or claiming the same row; SQLite has one writer at a time, so the
+    compare-and-set alone is enough there.
+
+    ``message_ids`` restricts the claim to those messages (no Message 1 is created then);
+    ``recipient_ids`` restricts both steps to those recipients.
     """
     campaigns = sending_campaign_ids(session)
+    ids = _claim_pending(session, now, limit, campaigns, message_ids, recipient_ids)
+    if message_ids is None:
+        for campaign_id in campaigns:
+            if len(ids) >= limit:
+                break
+            ids.extend(
+                create_message_1(
+                    session, campaign_id, now, limit - len(ids), provider, recipient_ids
+                )
+            )
+    return sorted(ids)
+
+
+def _claim_pending(
+    session: Session,
+    now: datetime,
+    limit: int,
+    campaigns: Sequence[int],
+    message_ids: Sequence[int] | None,
+    recipient_ids: Sequence[int] | None,
+) -> list[int]:
     ids: list[int] = []
     for priority in sorted(PRIORITY.values()):
         for campaign_id in campaigns:
@@ -300,7 +329,7 @@ def claim_messages(
                 .where(
                     Message.priority == priority,
                     Message.campaign_id == campaign_id,
-                    Message.status == MessageStatus.PENDING.value,
+                    message_pending(),
                     or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
                 )
                 .order_by(Message.id)
@@ -309,6 +338,8 @@ def claim_messages(
             )
             if message_ids is not None:
                 query = query.where(Message.id.in_(message_ids))
+            if recipient_ids is not None:
+                query = query.where(Message.recipient_id.in_(recipient_ids))
             ids.extend(session.scalars(query))
     if not ids:
         return []
@@ -319,7 +350,84 @@ def claim_messages(
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     )
-    return sorted(claimed.scalars())
+    return list(claimed.scalars())
+
+
+def create_message_1(
+    session: Session,
+    campaign_id: int,
+    now: datetime,
+    limit: int,
+    provider: str,
+    recipient_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Create the Message 1 of up to ``limit`` queued recipients, claimed: ``sending``.
+
+    The recipients are locked (``SKIP LOCKED``: another dispatcher's are left to it), stamped
+    ``message_1_created_at`` by compare-and-set on NULL, and only the ones stamped here get a
+    row: a recipient never has two Message 1s from the dispatcher, whoever races. The rows are
+    born ``sending`` in the claim's transaction, so a worker that dies after it leaves them
+    exactly where a claimed pending message would be (recovery finds them).
+    """
+    query = (
+        select(Recipient.id)
+        .where(Recipient.campaign_id == campaign_id, *message_1_due())
+        .order_by(Recipient.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if recipient_ids is not None:
+        query = query.where(Recipient.id.in_(recipient_ids))
+    picked = list(session.scalars(query))
+    if not picked:
+        return []
+    # The compare-and-set is on the stamp alone: the rows are locked, still queued. Repeating
+    # the partial index's predicate here let the planner scan that index for these ids (the
+    # whole queue: they are not its first column) instead of the primary key.
+    stamped = list(
+        session.scalars(
+            update(Recipient)
+            .where(Recipient.id.in_(picked), Recipient.message_1_created_at.is_(None))
+            .values(message_1_created_at=now)
+            .returning(Recipient.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not stamped:
+        return []
+    created = session.scalars(
+        insert(Message)
+        .from_select(
+            [
+                "recipient_id",
+                "campaign_id",
+                "kind",
+                "priority",
+                "status",
+                "provider",
+                "attempts",
+                "created_at",
+                "next_attempt_at",
+                "claimed_at",
+            ],
+            select(
+                Recipient.id,
+                Recipient.campaign_id,
+                literal(MessageKind.MESSAGE_1.value, Message.kind.type),
+                literal(PRIORITY[MessageKind.MESSAGE_1], Message.priority.type),
+                literal(MessageStatus.SENDING.value, Message.status.type),
+                literal(provider, Message.provider.type),
+                literal(1, Message.attempts.type),
+                literal(now, Message.created_at.type),
+                literal(now, Message.next_attempt_at.type),
+                literal(now, Message.claimed_at.type),
+            )
+            .where(Recipient.id.in_(stamped))
+            .order_by(Recipient.id),
+        )
+        .returning(Message.id)
+    )
+    return list(created)
 
 
 def outbound_rows(session: Session, message_ids: Sequence[int]) -> list[Row[Any]]:

@@ -1,8 +1,9 @@
 """Sending: claim due messages, hand them to the provider, record what happened.
 
-The provider call must sit between two commits: the claim (``pending -> sending``) is durable
-before anything leaves, and the outcome is recorded after. A worker killed in between leaves
-the message ``sending``, where recovery finds it (never resends it blindly). So ``dispatch``
+The provider call must sit between two commits: the claim (``pending -> sending``, or a queued
+recipient's Message 1 created ``sending``) is durable before anything leaves, and the outcome
+is recorded after. A worker killed in between leaves the message ``sending``, where recovery
+finds it (never resends it blindly). So ``dispatch``
 owns its transactions, like a task would; the functions that record take a session.
 """
 
@@ -73,11 +74,26 @@ class DispatchReport:
 
 
 def claim(
-    settings: Settings, limit: int, message_ids: Sequence[int] | None = None
+    settings: Settings,
+    limit: int,
+    message_ids: Sequence[int] | None = None,
+    recipient_ids: Sequence[int] | None = None,
 ) -> list[OutboundMessage]:
-    """Claim and load up to ``limit`` due messages in one short transaction."""
+    """Claim and load up to ``limit`` due messages in one short transaction.
+
+    Due: a pending message whose time has come, or a queued recipient of a sending campaign
+    whose Message 1 is created by this claim. ``message_ids`` restricts the claim to those
+    pending messages; ``recipient_ids`` to those recipients' messages and Message 1s.
+    """
     with session_scope(settings) as session:
-        ids = repo.claim_messages(session, utcnow(), limit, message_ids)
+        ids = repo.claim_messages(
+            session,
+            utcnow(),
+            limit,
+            message_ids,
+            provider=settings.provider,
+            recipient_ids=recipient_ids,
+        )
         if not ids:
             return []
         return [_outbound(row) for row in repo.outbound_rows(session, ids)]
@@ -456,18 +472,20 @@ def dispatch(
     message_ids: Sequence[int] | None = None,
     max_wait: float = 2.0,
     stopping: Callable[[], bool] = lambda: False,
+    recipient_ids: Sequence[int] | None = None,
 ) -> DispatchReport:
     """Send due messages within what the shared limiter grants, for up to ``budget_seconds``.
 
     ``stopping`` is checked between batches: a worker asked to shut down finishes the batch
     it holds (claimed messages are recorded, never abandoned) and claims no more.
+    ``message_ids`` and ``recipient_ids`` restrict what is due (see ``claim``).
     """
     deadline = time.monotonic() + budget_seconds
     total = DispatchReport()
     paced = not limiter.rules.unpaced
     while time.monotonic() < deadline and not stopping():
         # Paced, a reservation spends a slot: look first. Unpaced, the claim itself tells.
-        if paced and not _has_due(settings, message_ids):
+        if paced and not _has_due(settings, message_ids, recipient_ids):
             break
         try:
             decision = limiter.reserve(max_wait=max_wait, wanted=batch)
@@ -484,7 +502,7 @@ def dispatch(
         delay = decision.at - time.time()
         if delay > 0:
             time.sleep(delay)
-        messages = claim(settings, decision.count, message_ids)
+        messages = claim(settings, decision.count, message_ids, recipient_ids)
         if len(messages) < decision.count and limiter.rules.unpaced:
             limiter.refund(decision.count - len(messages))
         if not messages:
@@ -496,7 +514,7 @@ def dispatch(
         total.retried += report.retried
         total.outcomes.extend(outcomes)
     else:
-        total.more = _has_due(settings, message_ids)
+        total.more = _has_due(settings, message_ids, recipient_ids)
     return total
 
 
@@ -533,13 +551,19 @@ def _record(
     return total
 
 
-def _has_due(settings: Settings, message_ids: Sequence[int] | None) -> bool:
+def _has_due(
+    settings: Settings,
+    message_ids: Sequence[int] | None,
+    recipient_ids: Sequence[int] | None = None,
+) -> bool:
+    """Is anything due in a sending campaign: a pending message whose time has come, or (no
+    ``message_ids`` given) a queued recipient whose Message 1 is still to be created?"""
     with session_scope(settings) as session:
         query = (
             select(Message.id)
             .join(Campaign, Campaign.id == Message.campaign_id)
             .where(
-                Message.status == MS.PENDING.value,
+                repo.message_pending(),
                 Campaign.status == "sending",
                 (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at <= utcnow()),
             )
@@ -547,4 +571,20 @@ def _has_due(settings: Settings, message_ids: Sequence[int] | None) -> bool:
         )
         if message_ids is not None:
             query = query.where(Message.id.in_(message_ids))
-        return session.scalar(query) is not None
+        if recipient_ids is not None:
+            query = query.where(Message.recipient_id.in_(recipient_ids))
+        if session.scalar(query) is not None:
+            return True
+        if message_ids is not None:
+            return False
+        for campaign_id in repo.sending_campaign_ids(session):
+            waiting = (
+                select(Recipient.id)
+                .where(Recipient.campaign_id == campaign_id, *repo.message_1_due())
+                .limit(1)
+            )
+            if recipient_ids is not None:
+                waiting = waiting.where(Recipient.id.in_(recipient_ids))
+            if session.scalar(waiting) is not None:
+                return True
+        return False

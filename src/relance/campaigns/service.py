@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from relance.campaigns import repository as repo
@@ -108,7 +108,7 @@ def launch_campaign(
 def start_sending(
     session: Session, settings: Settings, followups: Followups, campaign: Campaign, now: datetime
 ) -> Campaign:
-    inserted, skipped = repo.fan_out(session, campaign.id, settings.provider, now)
+    inserted, skipped = repo.fan_out(session, campaign.id, now)
     campaign.status = C.SENDING.value
     campaign.started_at = now
     campaign.total = inserted
@@ -399,7 +399,12 @@ def retry_failed(
     campaign_id: int,
     now: datetime | None = None,
 ) -> int:
-    """Failed recipients get a new Message 1 attempt; the campaign goes back to ``sending``."""
+    """Failed recipients get a new Message 1 attempt; the campaign goes back to ``sending``.
+
+    The new Message 1 rows are created here, pending: the dispatcher sends them like any
+    retry. The recipients keep their ``message_1_created_at`` (stamped when their first
+    Message 1 was created), so no claim creates another one for them.
+    """
     now = now or utcnow()
     campaign = get_campaign(session, campaign_id, lock=True)
     if campaign.status not in (C.SENDING, C.PAUSED, C.COMPLETED):
@@ -414,6 +419,9 @@ def retry_failed(
         deltas,
         last_error=None,
         window_closes_at=None,
+        message_1_created_at=func.coalesce(
+            Recipient.message_1_created_at, literal(now, Recipient.message_1_created_at.type)
+        ),
     )
     if not rows:
         raise Conflict(f"campaign {campaign_id} has no failed recipient")
