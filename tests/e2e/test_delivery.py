@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,8 @@ def test_worker_killed_mid_campaign_sends_each_message_once(
         sends = graph.sends_per_message()
         assert len(sends) == 1000
         assert max(sends.values()) == 1, {k: v for k, v in sends.items() if v > 1}
+        # Message 1s are created as they are claimed: never two for one contact either.
+        assert sorted(Counter(a.to for a in graph.accepted).values()) == [1] * 1000
     finally:
         services.stop_all()
 
@@ -239,6 +242,7 @@ def test_rate_limit_storm_loses_nothing_and_duplicates_nothing(
         sends = graph.sends_per_message()
         assert len(sends) == 300
         assert max(sends.values()) == 1
+        assert sorted(Counter(a.to for a in graph.accepted).values()) == [1] * 300
     finally:
         services.stop_all()
 

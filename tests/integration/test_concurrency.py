@@ -32,10 +32,12 @@ from relance.providers.webhooks import apply_events
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
+    assert_message_1_rows,
     campaign_row,
     later,
     make_campaign,
     phone,
+    recipient_ids_of,
     run_dispatch,
     seed_contacts,
 )
@@ -69,9 +71,8 @@ def launch(
 
 
 def send_message_1(settings: Settings, campaign_id: int, provider: FakeProvider) -> None:
-    with session_scope(settings) as session:
-        ids = list(session.scalars(select(Message.id).where(Message.campaign_id == campaign_id)))
-    run_dispatch(settings, provider, message_ids=ids)
+    """Send this campaign's Message 1s (created by the claim), not another campaign's."""
+    run_dispatch(settings, provider, recipient_ids=recipient_ids_of(settings, campaign_id))
 
 
 class CompletionLog(logging.Handler):
@@ -213,7 +214,9 @@ def test_last_two_recipients_finishing_at_once_complete_the_campaign_once(
                     )
                 )
                 assert m2_id is not None
-                assert repo.claim_messages(session, utcnow(), 10, [m2_id]) == [m2_id]
+                assert repo.claim_messages(
+                    session, utcnow(), 10, [m2_id], provider=settings.provider
+                ) == [m2_id]
             error = PermanentError("131026", "undeliverable") if kind.startswith("m2_f") else None
             outcome = SendOutcome(m2_id, None if error else f"wamid.M2.{uuid.uuid4().hex}", error)
 
@@ -274,10 +277,13 @@ def _webhook(
 
 
 def test_concurrent_dispatchers_send_each_message_once(pg_settings: Settings) -> None:
-    """FOR UPDATE SKIP LOCKED + compare-and-set: 4 dispatchers, 500 messages, each sent once."""
+    """FOR UPDATE SKIP LOCKED + compare-and-set: 4 dispatchers over 500 fresh queued
+    recipients create exactly one Message 1 each and send each once."""
     settings = pg_settings
     n = 500
     cid, followups = launch(settings, n, start=5000, message_2=None)
+    with session_scope(settings) as session:  # the launch created the recipients only
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
     provider = FakeProvider()
     limiter = make_limiter(settings)
 
@@ -299,35 +305,63 @@ def test_concurrent_dispatchers_send_each_message_once(pg_settings: Settings) ->
             session.scalars(select(Message.id).where(Message.campaign_id == cid))
         )
     assert statuses == {"sent": n}
+    assert Counter(m.to for m in provider.sent) == {phone(5000 + i): 1 for i in range(n)}
+    assert_message_1_rows(settings, cid)
     c = campaign_row(settings, cid)
     assert (c.status, c.n_done, c.message_1_sent) == ("completed", n, n)
     assert_counters_match_rows(settings, cid)
 
 
 def test_concurrent_claims_are_disjoint(pg_settings: Settings) -> None:
-    """claim_messages from 8 threads at once: every pending message claimed exactly once."""
+    """claim_messages from 8 threads at once, over pending messages (Message 2s, Message 1s
+    made again by retry_failed) and queued recipients without a Message 1: every pending
+    message claimed exactly once, every queued recipient given exactly one Message 1."""
     settings = pg_settings
-    n = 500
-    launch(settings, n, start=7000, message_2=None)
+    n, failed, replied = 500, 40, 30
+    cid, followups = launch(settings, n, start=7000)
+    first = recipient_ids_of(settings, cid)[: failed + replied]
+    fail_first = {phone(7000 + i) for i in range(failed)}
+    provider = FakeProvider(
+        fail=lambda m: PermanentError("131026", "undeliverable") if m.to in fail_first else None
+    )
+    run_dispatch(settings, provider, followups, recipient_ids=first)
+    for i in range(failed, failed + replied):
+        with session_scope(settings) as session:
+            service.record_interaction(session, settings, followups, phone(7000 + i))
+    with session_scope(settings) as session:
+        assert service.retry_failed(session, settings, followups, cid) == failed
+    with session_scope(settings) as session:
+        pending = set(session.scalars(select(Message.id).where(Message.status == "pending")))
+    assert len(pending) == failed + replied
 
     def claimer() -> list[int]:
         mine: list[int] = []
         while True:
             with session_scope(settings) as session:
-                got = repo.claim_messages(session, utcnow(), 17)
+                got = repo.claim_messages(session, utcnow(), 17, provider=settings.provider)
             if not got:
                 return mine
             mine.extend(got)
 
     per_thread = race(*[claimer] * 8)
     claimed = [mid for ids in per_thread for mid in ids]
-    assert len(claimed) == len(set(claimed)) == n
+    fresh = n - failed - replied
+    assert len(claimed) == len(set(claimed)) == failed + replied + fresh
+    assert pending <= set(claimed)
     assert sum(1 for ids in per_thread if ids) >= 2
     with session_scope(settings) as session:
-        statuses = Counter(session.scalars(select(Message.status)))
-        attempts = set(session.scalars(select(Message.attempts)))
-    assert statuses == {"sending": n}
-    assert attempts == {1}
+        claimed_rows = session.execute(
+            select(Message.kind, Message.status, Message.attempts).where(Message.id.in_(claimed))
+        ).all()
+        due_left = session.scalar(
+            select(func.count()).where(Recipient.campaign_id == cid, *repo.message_1_due())
+        )
+    assert Counter(claimed_rows) == {
+        ("message_1", "sending", 1): fresh + failed,  # a retry_failed row: its first attempt
+        ("message_2", "sending", 1): replied,
+    }
+    assert due_left == 0
+    assert_message_1_rows(settings, cid, retried=dict.fromkeys(first[:failed], 1))
 
 
 # (d) one webhook delivered four times at once --------------------------------------------------

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
 
 from relance.campaigns import service
 from relance.campaigns.followups import RecordingFollowups
+from relance.campaigns.sending import claim
 from relance.config import Settings
 from relance.db import session_scope
-from relance.models import Message, Recipient
+from relance.models import Message, Recipient, utcnow
 from relance.providers.base import PermanentError
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
+    assert_message_1_rows,
     campaign_row,
     later,
     make_campaign,
@@ -71,6 +76,95 @@ def test_full_lifecycle_completes_by_itself(settings: Settings) -> None:
     assert (c.n_message_2_sent, c.n_no_interaction, c.n_failed) == (10, 18, 2)
     assert open_recipients(settings, cid) == 0
     assert_counters_match_rows(settings, cid)
+
+
+def test_launch_creates_recipients_only_and_the_claim_their_message_1(
+    settings: Settings,
+) -> None:
+    """A launch writes no message row: each queued recipient's Message 1 is created when a
+    dispatcher claims it, once, stamped on the recipient."""
+    cid, followups = _launch(settings, 5)
+    with session_scope(settings) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+        stamps = set(
+            session.scalars(
+                select(Recipient.message_1_created_at).where(Recipient.campaign_id == cid)
+            )
+        )
+        assert stamps == {None}
+        blocking = service.blocking_recipients(session, cid)
+    assert [b["reason"] for b in blocking] == ["waiting to send Message 1"] * 5
+    c = campaign_row(settings, cid)
+    assert (c.total, c.n_queued) == (5, 5)
+
+    provider = FakeProvider()
+    run_dispatch(settings, provider, followups)
+    assert sorted(m.to for m in provider.sent) == [phone(i) for i in range(5)]
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Message, Recipient.message_1_created_at).join(
+                Recipient, Recipient.id == Message.recipient_id
+            )
+        ).all()
+    assert len(rows) == 5
+    for message, created in rows:
+        assert (message.kind, message.status, message.attempts) == ("message_1", "sent", 1)
+        assert message.provider == settings.provider
+        assert created is not None and message.created_at == message.claimed_at == created
+    assert_message_1_rows(settings, cid)
+    assert_counters_match_rows(settings, cid)
+    run_dispatch(settings, provider, followups)  # nothing more is due: nothing created
+    assert len(provider.sent) == 5
+    assert_message_1_rows(settings, cid)
+
+
+@pytest.mark.parametrize("policy", ["fail", "resend"])
+def test_a_worker_dying_after_the_claim_leaves_the_created_rows_sending(
+    settings: Settings, policy: str
+) -> None:
+    """The claim that creates a Message 1 commits it ``sending`` before anything is sent: a
+    worker killed then leaves it where recovery looks, never sent twice nor created twice."""
+    cfg = settings.model_copy(update={"unknown_outcome_policy": policy})
+    cid, followups = _launch(cfg, 3, message_2=None)
+    claimed = claim(cfg, 2)  # committed; the worker dies before sending
+    assert sorted(m.to for m in claimed) == [phone(0), phone(1)]
+    with session_scope(cfg) as session:
+        rows = session.execute(
+            select(Message.status, Message.attempts, Message.claimed_at, Recipient.state)
+            .join(Recipient, Recipient.id == Message.recipient_id)
+            .order_by(Message.id)
+        ).all()
+    assert [(status, attempts, state) for status, attempts, _, state in rows] == [
+        ("sending", 1, "queued")
+    ] * 2
+    assert all(claimed_at is not None for _, _, claimed_at, _ in rows)
+
+    provider = FakeProvider()
+    run_dispatch(cfg, provider, followups)  # another worker: only the third is due
+    assert [m.to for m in provider.sent] == [phone(2)]
+    assert_message_1_rows(cfg, cid)
+    with session_scope(cfg) as session:  # within the grace period nothing is touched
+        assert service.recover_interrupted(session, cfg) == {"failed": 0, "requeued": 0}
+    with session_scope(cfg) as session:  # the grace period goes by
+        session.execute(
+            update(Message)
+            .where(Message.status == "sending")
+            .values(claimed_at=utcnow() - timedelta(seconds=cfg.sending_grace_seconds + 5))
+        )
+    with session_scope(cfg) as session:
+        outcome = service.recover_interrupted(session, cfg)
+    if policy == "fail":
+        assert outcome == {"failed": 2, "requeued": 0}
+        c = campaign_row(cfg, cid)
+        assert (c.status, c.n_failed, c.n_done) == ("completed", 2, 1)
+    else:
+        assert outcome == {"failed": 0, "requeued": 2}
+        run_dispatch(cfg, provider, followups)
+        assert sorted(m.to for m in provider.sent) == [phone(i) for i in range(3)]
+        c = campaign_row(cfg, cid)
+        assert (c.status, c.n_done, c.message_1_sent) == ("completed", 3, 3)
+    assert_message_1_rows(cfg, cid)
+    assert_counters_match_rows(cfg, cid)
 
 
 def test_campaign_without_message_2_finishes_on_send(settings: Settings) -> None:

@@ -28,6 +28,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select, update
 
+from relance.campaigns import repository as repo
 from relance.campaigns import service
 from relance.campaigns.domain import (
     FINAL_RECIPIENT_STATES,
@@ -58,6 +59,7 @@ from relance.providers.webhooks import apply_events
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
+    assert_message_1_rows,
     campaign_row,
     make_campaign,
     phone,
@@ -114,6 +116,7 @@ class CampaignMachine(RuleBasedStateMachine):
         self.used_keys: list[str] = []
         self.prev_states: dict[int, str] = {}
         self.prev_messages: dict[int, str] = {}
+        self.retried: Counter[int] = Counter()  # recipient id -> retry_failed's new Message 1s
 
     def _fail(self, message: OutboundMessage) -> ProviderError | None:
         queue = self.planned.get(message.to)
@@ -158,6 +161,7 @@ class CampaignMachine(RuleBasedStateMachine):
             self.cid = make_campaign(session, [cat], message_2=m2)
         with session_scope(self.settings) as session:
             service.launch_campaign(session, self.settings, self.followups, self.cid)
+        assert self.messages() == []  # recipients only: each Message 1 is created when claimed
 
     # Provider behaviour --------------------------------------------------------------------
 
@@ -169,17 +173,18 @@ class CampaignMachine(RuleBasedStateMachine):
     @rule()
     def dispatch(self) -> None:
         started = utcnow()
-        ids = [m[0] for m in self.messages()]
+        ids = [rid for rid, _, _ in self.recipients().values()]
         dispatch(
             self.settings,
             self.provider,
             self.limiter,
             self.followups,
             budget_seconds=20,
-            message_ids=ids,
+            recipient_ids=ids,
         )
         if self.status() == "sending":
-            # Liveness: everything that was due when it started has been handed over.
+            # Liveness: everything that was due when it started has been handed over: the
+            # pending messages and the queued recipients whose Message 1 was not created yet.
             with session_scope(self.settings) as session:
                 left = session.scalars(
                     select(Message.id).where(
@@ -188,7 +193,13 @@ class CampaignMachine(RuleBasedStateMachine):
                         Message.next_attempt_at <= started,
                     )
                 ).all()
+                waiting = session.scalars(
+                    select(Recipient.id).where(
+                        Recipient.campaign_id == self.cid, *repo.message_1_due()
+                    )
+                ).all()
             assert left == [], "dispatch left due messages behind"
+            assert waiting == [], "dispatch left recipients without their Message 1"
 
     @rule()
     def retry_delays_elapse(self) -> None:
@@ -340,6 +351,9 @@ class CampaignMachine(RuleBasedStateMachine):
         assert c.status == "cancelled" and c.cancelled_at is not None
         assert all(s in FINAL for _, s, _ in self.recipients().values())
         assert not [m for m in self.messages() if m[3] == "pending"]
+        before_dispatch = len(self.messages())
+        self.dispatch()  # nothing of a cancelled campaign is claimed, nor created
+        assert len(self.messages()) == before_dispatch
 
     @rule()
     def retry_failed(self) -> None:
@@ -352,6 +366,7 @@ class CampaignMachine(RuleBasedStateMachine):
             assert before not in ("sending", "paused", "completed") or not failed
             return
         assert n == len(failed)
+        self.retried.update(self.recipients()[ph][0] for ph in failed)
         after = self.recipients()
         assert all(after[ph][1] == "queued" for ph in failed)
         assert self.status() == ("sending" if before == "completed" else before)
@@ -401,6 +416,13 @@ class CampaignMachine(RuleBasedStateMachine):
                     >= MESSAGE_STATUS_RANK[MessageStatus(old)]
                 ), f"message {mid}: {old} -> {new}"
         self.prev_messages = messages
+
+    @invariant()
+    def no_duplicate_message_1(self) -> None:
+        """One Message 1 row per recipient once claimed (none before), plus one per retry;
+        never two in flight for one recipient."""
+        if self.cid:
+            assert_message_1_rows(self.settings, self.cid, self.retried)
 
     @invariant()
     def each_message_sent_at_most_once(self) -> None:

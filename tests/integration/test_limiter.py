@@ -21,14 +21,15 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from relance.campaigns import repository as repo
 from relance.campaigns import service
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.sending import dispatch
 from relance.config import Settings
 from relance.db import session_scope
-from relance.models import Message
+from relance.models import Message, Recipient
 from relance.pacing.domain import Grant, PacingRules
 from relance.pacing.limiter import (
     DatabaseLimiter,
@@ -261,11 +262,19 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 def _pending_and_sent(settings: Settings, campaign_id: int) -> dict[str, int]:
+    """Messages per status, and ``not_created`` for the queued recipients still waiting for
+    their Message 1 row (the claim creates it)."""
     with session_scope(settings) as session:
         statuses = list(
             session.scalars(select(Message.status).where(Message.campaign_id == campaign_id))
         )
-    return {s: statuses.count(s) for s in set(statuses)}
+        not_created = session.scalar(
+            select(func.count()).where(Recipient.campaign_id == campaign_id, *repo.message_1_due())
+        )
+    out = {s: statuses.count(s) for s in set(statuses)}
+    if not_created:
+        out["not_created"] = not_created
+    return out
 
 
 def test_redis_down_fails_closed_then_sends_everything_once(
@@ -290,7 +299,8 @@ def test_redis_down_fails_closed_then_sends_everything_once(
     report = dispatch(settings, provider, limiter, followups, budget_seconds=5)
     assert provider.sent == []  # fails closed: never sends without the shared pace
     assert (report.sent, report.wait_reason, report.more) == (0, "limiter_unavailable", True)
-    assert _pending_and_sent(settings, cid) == {"pending": n}  # nothing claimed, nothing lost
+    # Nothing claimed, nothing lost: every recipient still queued, no Message 1 row created.
+    assert _pending_and_sent(settings, cid) == {"not_created": n}
 
     own_redis.start()  # the same port: the limiter reconnects by itself
     report = dispatch(settings, provider, limiter, followups, budget_seconds=10)

@@ -96,3 +96,78 @@ def test_migrations_match_the_models(database_url: str) -> None:
 
     with engine_for(database_url).connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
+    with engine_for(url).connect() as conn:
+        return [tuple(row) for row in conn.execute(text(sql))]
+
+
+def test_0004_keeps_one_message_1_per_recipient_both_ways(database_url: str) -> None:
+    """Recipients launched before 0004 have their Message 1 row: the upgrade stamps them, so no
+    claim creates a second one. The downgrade gives the recipients still waiting for theirs a
+    pending row, as the launch used to, so that the previous code sends them."""
+    from sqlalchemy.orm import Session
+
+    from relance.campaigns import repository as repo
+    from relance.models import utcnow
+
+    url = database_url
+    downgrade(url, "0003")
+    _insert_campaign(url, "sending", None)
+    with engine_for(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO contacts (phone, first_name, last_name, attributes, created_at, "
+                "updated_at) VALUES ('+33600000001', 'a', 'b', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP), ('+33600000002', 'c', 'd', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO recipients (campaign_id, contact_id, state) "
+                "SELECT 1, id, 'queued' FROM contacts"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (recipient_id, campaign_id, kind, priority, status, "
+                "provider, attempts, created_at) SELECT id, 1, 'message_1', 1, 'pending', "
+                "'simulator', 0, CURRENT_TIMESTAMP FROM recipients"
+            )
+        )
+    upgrade(url=url)
+    stamped = _rows(url, "SELECT message_1_created_at IS NOT NULL FROM recipients")
+    assert stamped == [(True,), (True,)]
+    with Session(engine_for(url)) as session:
+        claimed = repo.claim_messages(session, utcnow(), 10, provider="simulator")
+        session.commit()
+    assert len(claimed) == 2  # the two existing rows, none created
+    assert _rows(url, "SELECT count(*), min(status), max(status) FROM messages") == [
+        (2, "sending", "sending")
+    ]
+
+    # A recipient launched under 0004 and not yet claimed gets its pending row on the way down.
+    with engine_for(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO contacts (phone, first_name, last_name, attributes, created_at, "
+                "updated_at) VALUES ('+33600000003', 'e', 'f', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO recipients (campaign_id, contact_id, state) "
+                "SELECT 1, id, 'queued' FROM contacts WHERE phone = '+33600000003'"
+            )
+        )
+    downgrade(url, "0003")
+    assert _rows(
+        url, "SELECT kind, status, count(*) FROM messages GROUP BY kind, status ORDER BY status"
+    ) == [("message_1", "pending", 1), ("message_1", "sending", 2)]
+    upgrade(url=url)
+    assert _rows(url, "SELECT count(*) FROM recipients WHERE message_1_created_at IS NULL") == [
+        (0,)
+    ]

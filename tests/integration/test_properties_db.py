@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -39,9 +40,11 @@ from relance.providers.webhooks import apply_events
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
+    assert_message_1_rows,
     later,
     make_campaign,
     phone,
+    recipient_ids_of,
     run_dispatch,
     seed_contacts,
 )
@@ -62,13 +65,19 @@ _blocks = itertools.count(1)
 
 
 def send_due(
-    settings: Settings, provider: FakeProvider, followups: RecordingFollowups, ids: list[int]
+    settings: Settings,
+    provider: FakeProvider,
+    followups: RecordingFollowups,
+    ids: list[int] | None = None,
+    recipient_ids: list[int] | None = None,
 ) -> None:
     """What ``dispatch`` does without its pacing loop: claim, send, record (2 transactions).
 
-    The pacing loop itself is exercised by test_engine_stateful and test_concurrency.
+    ``ids``: these pending messages; ``recipient_ids``: what is due for these recipients (their
+    Message 1, created by the claim, or a pending message). The pacing loop itself is
+    exercised by test_engine_stateful and test_concurrency.
     """
-    while messages := claim(settings, 100, ids):
+    while messages := claim(settings, 100, ids, recipient_ids):
         outcomes = send_all(provider, messages)
         with session_scope(settings) as session:
             record_outcomes(session, settings, followups, outcomes)
@@ -94,6 +103,8 @@ class Scenario:
     persistent: dict[tuple[str, str], ProviderError] = field(default_factory=dict)
     # The final state each fate must end in (checked by P5).
     expected: dict[int, str] = field(default_factory=dict)
+    # Recipient id -> how many times retry_failed gave it a new Message 1.
+    retried: Counter[int] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.provider = FakeProvider(fail=self._fail, _ids=itertools.count(self.base * 1000))
@@ -117,33 +128,47 @@ class Scenario:
                 assert c.started_at is not None and c.completed_at >= c.started_at
             else:
                 assert c.completed_at is None
+        # No duplicate Message 1: one per recipient once claimed, plus one per retry.
+        assert_message_1_rows(self.settings, self.campaign_id, self.retried)
 
-    def m1_ids(self, indexes: list[int]) -> list[int]:
+    def recipient_ids(self, indexes: list[int]) -> list[int]:
         phones = [self.phone_of(i) for i in indexes]
         with session_scope(self.settings) as session:
             from relance.models import Contact
 
             return list(
                 session.scalars(
-                    select(Message.id)
-                    .join(Recipient, Recipient.id == Message.recipient_id)
+                    select(Recipient.id)
                     .join(Contact, Contact.id == Recipient.contact_id)
-                    .where(
-                        Message.campaign_id == self.campaign_id,
-                        Message.kind == "message_1",
-                        Message.status == "pending",
-                        Contact.phone.in_(phones),
-                    )
+                    .where(Recipient.campaign_id == self.campaign_id, Contact.phone.in_(phones))
                 )
             )
 
     def dispatch(self, indexes: list[int] | None = None) -> None:
-        """Send the pending Message 1s of these contacts (of all, by default)."""
-        ids = self.m1_ids(list(range(len(self.fates))) if indexes is None else indexes)
-        if not ids:
-            return
-        send_due(self.settings, self.provider, self.followups, ids)
+        """Send what is due for these contacts (all, by default): their Message 1, created by
+        the claim or made again by retry_failed. Nothing of theirs is left due after it."""
+        ids = self.recipient_ids(list(range(len(self.fates))) if indexes is None else indexes)
+        send_due(self.settings, self.provider, self.followups, recipient_ids=ids)
         self.step()
+        with session_scope(self.settings) as session:
+            left = session.scalar(
+                select(func.count()).where(Recipient.id.in_(ids), *repo.message_1_due())
+            )
+        assert left == 0
+
+    def retry_failed(self) -> int:
+        with session_scope(self.settings) as session:
+            failed = list(
+                session.scalars(
+                    select(Recipient.id).where(
+                        Recipient.campaign_id == self.campaign_id, Recipient.state == "failed"
+                    )
+                )
+            )
+            n = service.retry_failed(session, self.settings, self.followups, self.campaign_id)
+        self.retried.update(failed)
+        self.step()
+        return n
 
     def run(self) -> None:
         n = len(self.fates)
@@ -202,11 +227,7 @@ class Scenario:
                 self.expected[i] = "done"  # the stop came after Message 1 had finished it
         retried = self.who("retry", "m1_fail", "m2_fail", "late_fail")
         if self.who("retry"):
-            with session_scope(self.settings) as session:
-                assert service.retry_failed(
-                    session, self.settings, self.followups, self.campaign_id
-                ) == len(retried)
-            self.step()
+            assert self.retry_failed() == len(retried)
             self.dispatch(retried)
             second_chance = self.who("retry")[::2] if self.has_message_2 else []
             for i in retried:
@@ -362,7 +383,11 @@ def test_p2_pending_or_open_window_keeps_sending(
         assert s.campaign_id in service.check_sending_campaigns(
             session, s.followups, reconcile=False
         )
-        assert service.blocking_recipients(session, s.campaign_id)
+        blocking = service.blocking_recipients(session, s.campaign_id)
+    assert blocking
+    reasons = {b["phone"]: b["reason"] for b in blocking}
+    for i in s.who("unsent"):  # queued, no Message 1 row created yet
+        assert reasons[s.phone_of(i)] == "waiting to send Message 1"
 
 
 @DB_EXAMPLES
@@ -382,9 +407,7 @@ def test_p3_completed_has_completed_at(
     if c.status == CampaignStatus.COMPLETED:
         assert c.completed_at is not None
     if retry_then_finish and c.status == CampaignStatus.COMPLETED and c.n_failed:
-        with session_scope(s.settings) as session:
-            service.retry_failed(session, s.settings, s.followups, s.campaign_id)
-        s.step()
+        s.retry_failed()
         reopened = s.campaign()
         assert (reopened.status, reopened.completed_at) == ("sending", None)
         for key in list(s.errors):
@@ -495,9 +518,7 @@ def test_p4_message_2_send_schedules_status_check(
         cid = make_campaign(session, [cat])
     with session_scope(cfg) as session:
         service.launch_campaign(session, cfg, followups, cid)
-    with session_scope(cfg) as session:
-        m1 = list(session.scalars(select(Message.id).where(Message.campaign_id == cid)))
-    run_dispatch(cfg, provider, followups, message_ids=m1)
+    run_dispatch(cfg, provider, followups, recipient_ids=recipient_ids_of(cfg, cid))
     for i in range(n):
         with session_scope(cfg) as session:
             assert service.record_interaction(session, cfg, followups, phone(base + i))[0] == (
@@ -513,7 +534,7 @@ def test_p4_message_2_send_schedules_status_check(
                 .order_by(Message.recipient_id)
             )
         )
-        claimed = repo.claim_messages(session, utcnow(), 100, m2)
+        claimed = repo.claim_messages(session, utcnow(), 100, m2, provider=cfg.provider)
         assert claimed == sorted(m2)
         if "gave_up" in m2_outcomes:
             gave_up = [mid for mid, o in zip(m2, m2_outcomes, strict=True) if o == "gave_up"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,7 +19,7 @@ from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.sending import dispatch
 from relance.config import Settings
 from relance.db import session_scope
-from relance.models import Campaign, Category, Contact, Recipient, contact_categories
+from relance.models import Campaign, Category, Contact, Message, Recipient, contact_categories
 from relance.pacing.limiter import make_limiter
 from relance.providers.base import OutboundMessage, ProviderError, SendResult
 
@@ -97,6 +98,7 @@ def run_dispatch(
     provider: FakeProvider,
     followups: RecordingFollowups | None = None,
     message_ids: list[int] | None = None,
+    recipient_ids: list[int] | None = None,
 ) -> RecordingFollowups:
     followups = followups or RecordingFollowups()
     dispatch(
@@ -106,8 +108,49 @@ def run_dispatch(
         followups,
         budget_seconds=30,
         message_ids=message_ids,
+        recipient_ids=recipient_ids,
     )
     return followups
+
+
+def recipient_ids_of(settings: Settings, campaign_id: int) -> list[int]:
+    """The campaign's recipients: what ``recipient_ids`` restricts a dispatch to."""
+    with session_scope(settings) as session:
+        return list(
+            session.scalars(
+                select(Recipient.id)
+                .where(Recipient.campaign_id == campaign_id)
+                .order_by(Recipient.id)
+            )
+        )
+
+
+def assert_message_1_rows(
+    settings: Settings, campaign_id: int, retried: Mapping[int, int] | None = None
+) -> None:
+    """No duplicate Message 1: each recipient has one row once the claim created it (its
+    ``message_1_created_at`` set, none before), plus one per ``retry_failed`` that retried it
+    (``retried``: recipient id -> times); never two of them pending or sending at once."""
+    retried = retried or {}
+    with session_scope(settings) as session:
+        recipients = dict(
+            session.execute(
+                select(Recipient.id, Recipient.message_1_created_at).where(
+                    Recipient.campaign_id == campaign_id
+                )
+            ).all()
+        )
+        rows = session.execute(
+            select(Message.recipient_id, Message.status).where(
+                Message.campaign_id == campaign_id, Message.kind == "message_1"
+            )
+        ).all()
+    per_recipient = Counter(rid for rid, _ in rows)
+    in_flight = Counter(rid for rid, status in rows if status in ("pending", "sending"))
+    for rid, created_at in recipients.items():
+        expected = (0 if created_at is None else 1) + retried.get(rid, 0)
+        assert per_recipient[rid] == expected, (rid, created_at, per_recipient[rid], expected)
+        assert in_flight[rid] <= 1, (rid, in_flight[rid])
 
 
 def campaign_row(settings: Settings, campaign_id: int) -> Campaign:
