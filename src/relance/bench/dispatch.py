@@ -1,9 +1,9 @@
 """Dispatch end to end, and the worker's memory while it runs.
 
-A campaign of M messages is launched in this process (fan-out only: no task is queued), then
+A campaign of M recipients is launched in this process (fan-out only: no task is queued), then
 one ``send_campaign_messages`` per worker pool process is published and the clock runs until
-the campaign's ``message_1_sent`` counter reaches M: the real worker subprocess claimed every
-message, handed it over HTTP to the fake Graph server and recorded the answer.
+the campaign's ``message_1_sent`` counter reaches M: the real worker subprocess created and
+claimed every Message 1, handed it over HTTP to the fake Graph server and recorded the answer.
 """
 
 from __future__ import annotations
