@@ -206,6 +206,46 @@ def test_opted_out_contacts_are_skipped_and_counted(settings: Settings) -> None:
     assert (c.total, c.skipped_opted_out, c.n_queued) == (3, 1, 3)
 
 
+def test_launch_needs_a_contact_that_has_not_opted_out(settings: Settings) -> None:
+    """The audience check looks at the categories and at the listed contacts, opted-out
+    contacts removed: 422 when none is left, a launch otherwise."""
+    from relance.errors import Invalid
+    from relance.models import Contact, campaign_contacts, utcnow
+
+    with session_scope(settings) as session:
+        stopped = seed_contacts(session, 3, category="stopped")
+        other = seed_contacts(session, 2, category="other", start=3)
+        session.execute(
+            Contact.__table__.update()
+            .where(Contact.phone.in_([phone(i) for i in range(4)]))
+            .values(opted_out_at=utcnow())
+        )
+        ids = dict(session.execute(select(Contact.phone, Contact.id)).tuples().all())
+        audiences = {
+            "opted-out category": ([stopped], []),
+            "opted-out contact": ([], [ids[phone(0)]]),
+            "both opted out": ([stopped], [ids[phone(3)]]),
+            "one listed contact": ([stopped], [ids[phone(4)]]),
+            "second category": ([stopped, other], []),
+        }
+        campaigns = {}
+        for name, (categories, contacts) in audiences.items():
+            campaigns[name] = make_campaign(session, categories)
+            if contacts:
+                session.execute(
+                    campaign_contacts.insert(),
+                    [{"campaign_id": campaigns[name], "contact_id": c} for c in contacts],
+                )
+    for name, cid in campaigns.items():
+        with session_scope(settings) as session:
+            if name in ("one listed contact", "second category"):
+                c = service.launch_campaign(session, settings, RecordingFollowups(), cid)
+                assert (c.status, c.total) == ("sending", 1), name
+            else:
+                with pytest.raises(Invalid, match="audience is empty"):
+                    service.launch_campaign(session, settings, RecordingFollowups(), cid)
+
+
 def test_status_check_reads_counters(settings: Settings) -> None:
     cid, followups = _launch(settings, 3)
     with session_scope(settings) as session:

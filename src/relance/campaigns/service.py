@@ -91,11 +91,7 @@ def launch_campaign(
             f"campaign {campaign_id} is {campaign.status}: only a draft or a "
             "scheduled campaign can be launched"
         )
-    audience = repo.audience_query(campaign.id)
-    reachable = session.scalar(
-        select(Contact.id).where(audience, Contact.opted_out_at.is_(None)).limit(1)
-    )
-    if reachable is None:
+    if not repo.has_reachable_contact(session, campaign.id):
         raise Invalid("the audience is empty once opted-out contacts are removed")
     check_placeholders(session, campaign)
     if campaign.status == C.DRAFT and campaign.scheduled_at and campaign.scheduled_at > now:
