@@ -43,26 +43,19 @@ def _set_audience(
     category_ids: Sequence[int] | None,
     contact_ids: Sequence[int] | None,
 ) -> None:
-    if category_ids is not None:
-        _check_ids(session, Category, category_ids, "category_ids")
-        session.execute(
-            delete(campaign_categories).where(campaign_categories.c.campaign_id == campaign_id)
-        )
-        if category_ids:
-            session.execute(
-                insert(campaign_categories),
-                [{"campaign_id": campaign_id, "category_id": c} for c in sorted(set(category_ids))],
-            )
-    if contact_ids is not None:
-        _check_ids(session, Contact, contact_ids, "contact_ids")
-        session.execute(
-            delete(campaign_contacts).where(campaign_contacts.c.campaign_id == campaign_id)
-        )
-        if contact_ids:
-            session.execute(
-                insert(campaign_contacts),
-                [{"campaign_id": campaign_id, "contact_id": c} for c in sorted(set(contact_ids))],
-            )
+    """Replace the audience lists that are given (None leaves a list as it is)."""
+    lists = (
+        (category_ids, Category, campaign_categories, "category_id", "category_ids"),
+        (contact_ids, Contact, campaign_contacts, "contact_id", "contact_ids"),
+    )
+    for ids, model, link, column, field in lists:
+        if ids is None:
+            continue
+        _check_ids(session, model, ids, field)
+        session.execute(delete(link).where(link.c.campaign_id == campaign_id))
+        if ids:
+            rows = [{"campaign_id": campaign_id, column: i} for i in sorted(set(ids))]
+            session.execute(insert(link), rows)
 
 
 def create_campaign(session: Session, settings: Settings, data: CampaignCreate) -> Campaign:
