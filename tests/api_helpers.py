@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, table
@@ -41,3 +42,51 @@ def count_rows(settings: Settings, table_name: str) -> int:
 def row_counts(settings: Settings, *table_names: str) -> dict[str, int]:
     """Row counts of several tables: compare before and after a rejected request."""
     return {name: count_rows(settings, name) for name in table_names}
+
+
+def campaign_for_phones(
+    client: Any,
+    phones: list[str],
+    name: str,
+    message_2: str | None = "Merci !",
+    reply_window_seconds: int = 600,
+) -> int:
+    """Import these phones as one category (CSV), create a draft campaign on it; its id.
+
+    ``client`` is a TestClient or an httpx.Client on a running server, with an API key.
+    """
+    csv = "phone,first_name,categories\n" + "".join(
+        f"{p},C{i},{name}\n" for i, p in enumerate(phones)
+    )
+    r = client.post("/api/contacts/import", files={"file": ("c.csv", csv, "text/csv")})
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] == [], r.text
+    categories = client.get("/api/categories", params={"limit": 1000}).json()["items"]
+    category_id = next(c["id"] for c in categories if c["name"] == name)
+    r = client.post(
+        "/api/campaigns",
+        json={
+            "name": name,
+            "message_1": "Bonjour {first_name}",
+            "message_2": message_2,
+            "category_ids": [category_id],
+            "reply_window_seconds": reply_window_seconds,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def wait_completed(client: Any, campaign_id: int, timeout: float, **wait: Any) -> dict[str, Any]:
+    """Poll the campaign's stats until it is completed; they are returned."""
+    from tests.support.processes import wait_until
+
+    def completed() -> dict[str, Any] | None:
+        stats: dict[str, Any] = client.get(f"/api/campaigns/{campaign_id}/stats").json()
+        return stats if stats["completed"] else None
+
+    try:
+        return wait_until(completed, timeout, f"campaign {campaign_id} to complete", **wait)
+    except AssertionError as exc:
+        blocking = client.get(f"/api/campaigns/{campaign_id}/blocking").json()
+        raise AssertionError(f"{exc}\nstill blocking: {blocking}") from None

@@ -7,15 +7,13 @@ send and posts ``sent`` status webhooks back, as Meta does.
 from __future__ import annotations
 
 import itertools
+import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,66 +21,50 @@ import pytest
 from relance.auth import create_api_key
 from relance.config import load_settings
 from relance.db import session_scope
-from relance.runner import free_port
+from relance.providers.meta_webhooks import message_payload, sign
+from tests.api_helpers import campaign_for_phones, wait_completed
 from tests.support.engine import phone
 from tests.support.fake_graph import FakeGraph
+from tests.support.processes import Process, Processes, free_port, wait_for_http, wait_until
 
 SECRET = "e2e-app-secret"
 
 
-class Services:
-    """API, workers and Beat as subprocesses, each in its own process group."""
+class Stack:
+    """relance's API, workers and Beat for one test, on the shared process helpers."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.tmp_path = tmp_path
+    def __init__(self, processes: Processes, env: dict[str, str], port: int) -> None:
+        self.processes = processes
         self.env = env
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.port = port
 
-    def start(self, role: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp_path / f"{role}-{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "relance", role, *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append((role, proc))
-        return proc
+    def start(self, role: str, *args: str) -> Process:
+        name = f"{role}-{len(self.processes.started)}"
+        command = [sys.executable, "-m", "relance", role, *args]
+        return self.processes.start(name, command, self.env, inherit_env=False)
 
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the whole group: the worker and its pool children die mid-work."""
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    def start_api(self) -> httpx.Client:
+        """Start the API and answer a client holding a fresh API key once it is up."""
+        self.start("api", "--port", str(self.port))
+        base = f"http://127.0.0.1:{self.port}"
+        wait_for_http(f"{base}/health", 60, watch=self.processes.started)
+        with session_scope(load_settings(database_url=self.env["DATABASE_URL"])) as session:
+            key = create_api_key(session, "e2e")
+        return httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {key}"})
 
-    def stop_all(self) -> None:
-        for _, proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    def running(self) -> list[Process]:
+        """The processes to watch: a wait fails at once if one of them dies (not the killed)."""
+        return [p for p in self.processes.started if p.alive()]
 
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name} ---\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:])
-            for p in sorted(self.tmp_path.glob("*.log"))
-        )
+    def wait(self, condition: Callable[[], object], timeout: float, what: str) -> None:
+        wait_until(condition, timeout, what, watch=self.running())
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float, what: str, services: Services | None = None
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}\n{services.logs() if services else ''}")
+@pytest.fixture
+def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Processes:
+    procs = Processes(tmp_path / "logs")
+    request.addfinalizer(procs.stop_all)
+    return procs
 
 
 @pytest.fixture
@@ -118,54 +100,21 @@ def _env(
     }
 
 
-def _client(env: dict[str, str], port: int) -> httpx.Client:
-    settings = load_settings(database_url=env["DATABASE_URL"])
-    with session_scope(settings) as session:
-        key = create_api_key(session, "e2e")
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": f"Bearer {key}"}
-    )
+def _campaign(client: httpx.Client, first: int, n: int, message_2: str | None = None) -> int:
+    phones = [phone(i) for i in range(first, first + n)]
+    return campaign_for_phones(client, phones, f"c{first}", message_2=message_2)
 
 
-def _campaign(
-    client: httpx.Client, first: int, n: int, message_2: str | None = None, window: int = 600
-) -> int:
-    csv = "phone,first_name\n" + "".join(f"{phone(i)},C{i}\n" for i in range(first, first + n))
-    r = client.post("/api/contacts/import", files={"file": ("c.csv", csv, "text/csv")})
-    assert r.status_code == 200, r.text
-    ids = [
-        c["id"]
-        for c in client.get("/api/contacts", params={"limit": 1000, "search": ""}).json()["items"]
-    ]
-    wanted = {phone(i) for i in range(first, first + n)}
-    ids = []
-    offset = 0
-    while True:
-        page = client.get("/api/contacts", params={"limit": 1000, "offset": offset}).json()
-        ids += [c["id"] for c in page["items"] if c["phone"] in wanted]
-        offset += 1000
-        if offset >= page["total"]:
-            break
-    r = client.post(
-        "/api/campaigns",
-        json={
-            "name": f"c{first}",
-            "message_1": "Bonjour {first_name}",
-            "message_2": message_2,
-            "contact_ids": ids,
-            "reply_window_seconds": window,
-        },
-    )
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
-
-
-def _stats(client: httpx.Client, cid: int) -> dict[str, Any]:
-    return client.get(f"/api/campaigns/{cid}/stats").json()  # type: ignore[no-any-return]
+def _each_accepted_once(graph: FakeGraph, n: int) -> None:
+    """Every message, and every contact's Message 1, reached the provider exactly once."""
+    sends = graph.sends_per_message()
+    assert len(sends) == n
+    assert max(sends.values()) == 1, {k: v for k, v in sends.items() if v > 1}
+    assert sorted(Counter(a.to for a in graph.accepted).values()) == [1] * n
 
 
 def test_worker_killed_mid_campaign_sends_each_message_once(
-    tmp_path: Path, pg_url: str, redis_url: str, graph: FakeGraph
+    tmp_path: Path, pg_url: str, redis_url: str, graph: FakeGraph, processes: Processes
 ) -> None:
     """SIGKILL a worker in the middle of 1,000 sends: after recovery every recipient is final
     and the provider accepted each message exactly once (webhooks match the in-flight ones)."""
@@ -181,74 +130,44 @@ def test_worker_killed_mid_campaign_sends_each_message_once(
         UNKNOWN_OUTCOME_POLICY="resend",
     )
     graph.webhook_url = f"http://127.0.0.1:{port}/webhooks/meta"
-    services = Services(tmp_path, env)
-    try:
-        services.start("api", "--port", str(port))
-        client = _client(env, port)
-        wait_for(lambda: _up(client), 60, "the API", services)
-        cid = _campaign(client, 0, 1000)
-        victim = services.start("worker", "--concurrency", "2")
-        assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
-        t0 = time.monotonic()
-        wait_for(lambda: len(graph.accepted) >= 300, 120, "300 sends", services)
-        print("300 sends after", time.monotonic() - t0)
-        services.kill(victim)
-        killed_at = len(graph.accepted)
-        assert killed_at < 1000, "the worker finished before it could be killed"
-        services.start("worker", "--concurrency", "2")
-        services.start("beat")
-        stats = wait_for(
-            lambda: (s := _stats(client, cid))["completed"] and s,
-            180,
-            "the campaign to complete",
-            services,
-        )
-        print("completed after", time.monotonic() - t0, "accepted", len(graph.accepted))
-        assert stats["done"] == 1000
-        sends = graph.sends_per_message()
-        assert len(sends) == 1000
-        assert max(sends.values()) == 1, {k: v for k, v in sends.items() if v > 1}
-        # Message 1s are created as they are claimed: never two for one contact either.
-        assert sorted(Counter(a.to for a in graph.accepted).values()) == [1] * 1000
-    finally:
-        services.stop_all()
+    stack = Stack(processes, env, port)
+    client = stack.start_api()
+    cid = _campaign(client, 0, 1000)
+    victim = stack.start("worker", "--concurrency", "2")
+    assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
+    stack.wait(lambda: len(graph.accepted) >= 300, 120, "300 sends")
+    victim.kill()
+    assert len(graph.accepted) < 1000, "the worker finished before it could be killed"
+    stack.start("worker", "--concurrency", "2")
+    stack.start("beat")
+    stats = wait_completed(client, cid, 180, watch=stack.running())
+    assert stats["done"] == 1000
+    # Message 1s are created as they are claimed: never two for one contact either.
+    _each_accepted_once(graph, 1000)
 
 
 def test_rate_limit_storm_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path, pg_url: str, redis_url: str, graph: FakeGraph
+    tmp_path: Path, pg_url: str, redis_url: str, graph: FakeGraph, processes: Processes
 ) -> None:
     """Every third request answers 429 (130429): messages are re-queued, none lost, none twice."""
     port = free_port()
     graph.rate_limit = lambda n: n % 3 == 0
     env = _env(tmp_path, pg_url, redis_url, graph, port)
-    services = Services(tmp_path, env)
-    try:
-        services.start("api", "--port", str(port))
-        client = _client(env, port)
-        wait_for(lambda: _up(client), 60, "the API", services)
-        cid = _campaign(client, 2000, 300)
-        services.start("worker", "--concurrency", "2")
-        services.start("beat")
-        assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
-        stats = wait_for(
-            lambda: (s := _stats(client, cid))["completed"] and s,
-            180,
-            "the campaign to complete",
-            services,
-        )
-        assert graph.rejected > 50
-        assert stats["done"] == 300
-        assert stats["failed"] == 0
-        sends = graph.sends_per_message()
-        assert len(sends) == 300
-        assert max(sends.values()) == 1
-        assert sorted(Counter(a.to for a in graph.accepted).values()) == [1] * 300
-    finally:
-        services.stop_all()
+    stack = Stack(processes, env, port)
+    client = stack.start_api()
+    cid = _campaign(client, 2000, 300)
+    stack.start("worker", "--concurrency", "2")
+    stack.start("beat")
+    assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
+    stats = wait_completed(client, cid, 180, watch=stack.running())
+    assert graph.rejected > 50
+    assert stats["done"] == 300
+    assert stats["failed"] == 0
+    _each_accepted_once(graph, 300)
 
 
 def test_pacing_holds_across_workers_and_message_2_overtakes(
-    tmp_path: Path, pg_url: str, redis_url: str, graph: FakeGraph
+    tmp_path: Path, pg_url: str, redis_url: str, graph: FakeGraph, processes: Processes
 ) -> None:
     """Two workers, two campaigns, one sender: sends are >= SEND_DELAY apart, each batch is
     followed by its pause, and a reply's Message 2 goes before the waiting Message 1s."""
@@ -265,24 +184,20 @@ def test_pacing_holds_across_workers_and_message_2_overtakes(
         BATCH_PAUSE_SECONDS=str(pause),
         MAX_SENDS_PER_SECOND="80",
     )
-    services = Services(tmp_path, env)
-    try:
-        services.start("api", "--port", str(port))
-        client = _client(env, port)
-        wait_for(lambda: _up(client), 60, "the API", services)
-        first = _campaign(client, 3000, 20, message_2="Merci !")
-        second = _campaign(client, 4000, 20, message_2="Merci !")
-        services.start("worker", "--concurrency", "2")
-        services.start("worker", "--concurrency", "2")
-        services.start("beat")
-        assert client.post(f"/api/campaigns/{first}/launch").status_code == 200
-        assert client.post(f"/api/campaigns/{second}/launch").status_code == 200
-        wait_for(lambda: len(graph.accepted) >= 3, 60, "the first sends", services)
-        replier = graph.accepted[0]
-        _reply(client, replier.to, replier.wamid)
-        wait_for(lambda: len(graph.accepted) >= 40 + 1, 120, "every send", services)
-    finally:
-        services.stop_all()
+    stack = Stack(processes, env, port)
+    client = stack.start_api()
+    first = _campaign(client, 3000, 20, message_2="Merci !")
+    second = _campaign(client, 4000, 20, message_2="Merci !")
+    stack.start("worker", "--concurrency", "2")
+    stack.start("worker", "--concurrency", "2")
+    stack.start("beat")
+    assert client.post(f"/api/campaigns/{first}/launch").status_code == 200
+    assert client.post(f"/api/campaigns/{second}/launch").status_code == 200
+    stack.wait(lambda: len(graph.accepted) >= 3, 60, "the first sends")
+    replier = graph.accepted[0]
+    _reply(client, replier.to, replier.wamid)
+    stack.wait(lambda: len(graph.accepted) >= 40 + 1, 120, "every send")
+    processes.stop_all()
     times = sorted(a.at for a in graph.accepted)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     jitter = 0.03  # HTTP transport between the worker's paced slot and the fake's clock
@@ -295,18 +210,7 @@ def test_pacing_holds_across_workers_and_message_2_overtakes(
     assert m1_after > 10, "the Message 2 should overtake the Message 1s still waiting"
 
 
-def _up(client: httpx.Client) -> bool:
-    try:
-        return client.get("/health").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _reply(client: httpx.Client, to_digits: str, context_wamid: str) -> None:
-    import json
-
-    from relance.providers.meta_webhooks import message_payload, sign
-
     body = json.dumps(
         message_payload(
             [

@@ -7,7 +7,6 @@ the campaign: the test only launches it and waits, polling with a deadline.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from relance.config import Settings, load_settings
 from relance.db import session_scope
 from relance.providers.simulator import reply_dropped, simulated_fate
 from relance.runner import free_port, running_stack
+from tests.api_helpers import campaign_for_phones, wait_completed
 from tests.support.engine import phone
 
 CONTACTS = 200
@@ -83,42 +83,14 @@ def stack(
 
 
 def _launch(client: httpx.Client, n: int) -> int:
-    csv = "phone,first_name\n" + "".join(f"{phone(i)},C{i}\n" for i in range(n))
-    r = client.post("/api/contacts/import", files={"file": ("c.csv", csv, "text/csv")}, params={})
-    assert r.status_code == 200, r.text
-    assert r.json()["created"] == n
-    ids: list[int] = []
-    offset = 0
-    while len(ids) < n:
-        page = client.get("/api/contacts", params={"limit": 1000, "offset": offset}).json()
-        ids += [c["id"] for c in page["items"]]
-        offset += 1000
-    r = client.post(
-        "/api/campaigns",
-        json={
-            "name": "e2e",
-            "message_1": "Bonjour {first_name}",
-            "message_2": "Merci !",
-            "contact_ids": ids,
-            "reply_window_seconds": WINDOW,
-        },
-    )
-    assert r.status_code == 201, r.text
-    cid = int(r.json()["id"])
+    phones = [phone(i) for i in range(n)]
+    cid = campaign_for_phones(client, phones, "e2e", reply_window_seconds=WINDOW)
     assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
     return cid
 
 
-def _wait_completed(client: httpx.Client, cid: int, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    stats: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        stats = client.get(f"/api/campaigns/{cid}/stats").json()
-        if stats["completed"]:
-            return stats
-        time.sleep(0.25)
-    blocking = client.get(f"/api/campaigns/{cid}/blocking").json()
-    raise AssertionError(f"not completed in {timeout} s: {stats}; blocking: {blocking}")
+def _wait_completed(client: httpx.Client, cid: int) -> dict[str, Any]:
+    return wait_completed(client, cid, 120, interval=0.25)
 
 
 def _expected(settings: Settings, n: int, dropped: bool) -> dict[str, int]:

@@ -6,28 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 
-from relance.runner import free_port
+from tests.support.processes import free_port, wait_until
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:
     """The user's environment without any relance setting: the embedded default."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "SYSTEMROOT", "TMPDIR")
     return {k: v for k, v in os.environ.items() if k in keep} | {"PYTHONUNBUFFERED": "1"}
-
-
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_relance_up_runs_a_campaign_and_stops_cleanly(tmp_path: Path) -> None:
@@ -57,7 +47,7 @@ def test_relance_up_runs_a_campaign_and_stops_cleanly(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 return False
 
-        _wait(healthy, 60, "relance up to answer /health")
+        wait_until(healthy, 60, "relance up to answer /health")
         assert (tmp_path / ".relance" / "relance.db").exists()
         key = (
             subprocess.run(
@@ -86,7 +76,7 @@ def test_relance_up_runs_a_campaign_and_stops_cleanly(tmp_path: Path) -> None:
             },
         ).json()
         assert api.post(f"/api/campaigns/{campaign['id']}/launch").status_code == 200
-        _wait(
+        wait_until(
             lambda: api.get(f"/api/campaigns/{campaign['id']}/stats").json()["completed"],
             60,
             "the campaign to complete",
@@ -98,7 +88,7 @@ def test_relance_up_runs_a_campaign_and_stops_cleanly(tmp_path: Path) -> None:
         code = up.wait(timeout=60)
         log.close()
     assert code == 0, (tmp_path / "up.log").read_text()
-    _wait(
+    wait_until(
         lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
         10,
         "every child process to exit",

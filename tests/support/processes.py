@@ -30,15 +30,12 @@ from typing import TypeVar
 
 import httpx
 
+from relance.runner import free_port
+
+__all__ = ["free_port"]  # one free-port helper: relance's own
+
 T = TypeVar("T")
 STOP_GRACE_SECONDS = 10.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class ProcessDied(AssertionError):
@@ -75,6 +72,11 @@ class Process:
         code = self.popen.poll()
         if code is not None:
             raise ProcessDied(f"{self.name} exited with code {code}:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL its whole group at once: it dies mid-work, as in a machine crash."""
+        _signal_group(self.pid, signal.SIGKILL)
+        self.popen.wait()
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
         """SIGTERM to its process group, SIGKILL after ``grace`` seconds; returns its exit code."""
