@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from relance import __version__
@@ -18,6 +19,15 @@ from relance.config import Settings, get_settings
 from relance.contacts.schemas import ErrorOut
 from relance.db import session_scope
 from relance.errors import DomainError
+from relance.gate import (
+    API_KEY_COOKIE,
+    STATE_API_KEY_ID,
+    Gate,
+    bearer_token,
+    cookie_value,
+    lookup_api_key,
+)
+from relance.health import HealthProbe
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +38,10 @@ def get_db() -> Iterator[Session]:
         yield session
 
 
-DbSession = Annotated[Session, Depends(get_db)]
-API_KEY_COOKIE = "relance_api_key"
+# scope="function": the transaction commits when the route returns, before the response leaves
+# (the default scope runs this exit after the response is sent: a client that read its 201 and
+# asked again at once could miss its own write).
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -37,30 +49,18 @@ def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> int:
-    """Every /api route needs ``Authorization: Bearer <api key>``.
+    """Every /api route needs ``Authorization: Bearer <api key>`` (or the dashboard's cookie).
 
-    It uses a short session of its own, closed before the handler runs: a long response (the
-    SSE stream) must not hold a transaction, which on SQLite would block every writer.
+    ``relance.gate`` checked the key before the body was read; this dependency gives routes its
+    id and documents the scheme in the OpenAPI. It holds no session: a long response (the SSE
+    stream) must not hold a transaction, which on SQLite would block every writer.
     """
-    from relance.auth import find_api_key
-
-    key = credentials.credentials if credentials is not None else None
-    if key is None or (credentials is not None and credentials.scheme.lower() != "bearer"):
-        # The dashboard's login stores the key in an HttpOnly cookie (EventSource sends no header).
-        key = request.cookies.get(API_KEY_COOKIE)
-    if not key:
+    key_id = getattr(request.state, STATE_API_KEY_ID, None)
+    if key_id is None:  # the gate always runs first; this is a second lock on the same door
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send Authorization: Bearer <key> (relance apikey create)",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, "missing API key", headers={"WWW-Authenticate": "Bearer"}
         )
-    with session_scope() as session:
-        found_id = getattr(find_api_key(session, key), "id", None)
-    if found_id is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return int(found_id)
+    return int(key_id)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -69,6 +69,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "Wrong signature or verify token"},
     404: {"model": ErrorOut, "description": "Unknown id"},
     409: {"model": ErrorOut, "description": "Not allowed in the object's current state"},
+    413: {"model": ErrorOut, "description": "Request body over MAX_BODY_BYTES"},
     422: {"model": ErrorOut, "description": "Invalid input; the detail names the field"},
 }
 
@@ -87,20 +88,22 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def health(session: DbSession) -> JSONResponse:
-    from relance.health import broker_ok
+class HealthOut(BaseModel):
+    """``status`` for anyone; the probes' details only with an API key."""
 
-    settings = get_settings()
-    checks: dict[str, Any] = {}
-    try:
-        session.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True, "backend": session.get_bind().dialect.name}
-    except Exception as exc:  # health must report, not raise
-        checks["database"] = {"ok": False, "error": str(exc)[:200]}
-    checks["broker"] = broker_ok(settings)
-    healthy = all(c["ok"] for c in checks.values())
-    body = {"status": "ok" if healthy else "degraded", "version": __version__, **checks}
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    status: Literal["ok", "degraded"]
+    version: str | None = None
+    database: dict[str, Any] | None = None
+    broker: dict[str, Any] | None = None
+
+
+async def health(request: Request) -> JSONResponse:
+    """200 ``{"status": "ok"}``, or 503 ``degraded`` when the database or the broker is not."""
+    settings: Settings = request.app.state.settings
+    key = bearer_token(request.headers) or cookie_value(request.headers, API_KEY_COOKIE)
+    detailed = bool(key) and await run_in_threadpool(lookup_api_key, settings, str(key)) is not None
+    body, code = await run_in_threadpool(request.app.state.health.report, detailed)
+    return JSONResponse(body, status_code=code)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -119,7 +122,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
 
-    app.add_api_route("/health", health, methods=["GET"], tags=["health"])
+    app.state.settings = settings
+    app.state.health = HealthProbe(settings)
+    app.add_api_route(
+        "/health",
+        health,
+        methods=["GET"],
+        tags=["health"],
+        response_model=HealthOut,
+        responses={503: {"model": HealthOut, "description": "database or broker unreachable"}},
+    )
+    app.add_middleware(Gate, settings=settings)
     from relance.routes import include_routes
 
     include_routes(app)

@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: float = Field(default=5.0, gt=0)
     status_check_countdown_seconds: float = Field(default=5.0, ge=0, le=10)
 
+    # What one HTTP request may cost (every route is on the internet).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="request body cap")
+    max_import_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="CSV upload cap")
+    max_event_streams: int = Field(default=200, ge=1, description="open SSE streams per process")
+    event_stream_max_seconds: float = Field(
+        default=900.0, gt=0, description="an SSE stream then ends; browsers reconnect by themselves"
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = ""
@@ -165,6 +173,11 @@ class Settings(BaseSettings):
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def public_url_is_https(self) -> bool:
+        """Behind an HTTPS proxy the app sees http: PUBLIC_URL says what browsers see."""
+        return self.effective_public_url.startswith("https://")
 
     @property
     def is_embedded(self) -> bool:

@@ -1,10 +1,24 @@
-"""Reachability checks for /health and for start-up."""
+"""Reachability of the database and the broker, for /health and for start-up.
+
+``/health`` is open to anyone (load balancers, Compose healthchecks), so what it costs and what
+it tells are bounded: the probes run at most once every ``CACHE_SECONDS`` whatever the rate of
+calls (a broker that is down costs its connect timeout once, not on every call), and their
+details (backends, error texts) are for callers with an API key only.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+from sqlalchemy import text
+
+from relance import __version__
 from relance.config import Settings
+
+CACHE_SECONDS = 5.0
+BROKER_TIMEOUT_SECONDS = 2.0
 
 
 def broker_ok(settings: Settings) -> dict[str, Any]:
@@ -13,13 +27,56 @@ def broker_ok(settings: Settings) -> dict[str, Any]:
     if scheme == "filesystem":
         from relance.worker import broker_options
 
-        folder = broker_options(settings)["data_folder_in"]
-        return {"ok": True, "backend": "filesystem", "folder": folder}
+        broker_options(settings)  # creates the folders if they are missing
+        return {"ok": True, "backend": "filesystem"}
     try:
         from kombu.connection import Connection
 
-        with Connection(url, connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+        with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as conn:
+            conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
         return {"ok": True, "backend": scheme}
     except Exception as exc:  # health must report, not raise
         return {"ok": False, "backend": scheme, "error": str(exc)[:200]}
+
+
+def database_ok(settings: Settings) -> dict[str, Any]:
+    from relance.db import get_engine
+
+    engine = get_engine(settings)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"ok": True, "backend": engine.dialect.name}
+    except Exception as exc:  # health must report, not raise
+        return {"ok": False, "backend": engine.dialect.name, "error": str(exc)[:200]}
+
+
+class HealthProbe:
+    """The last probe results, renewed at most once every ``ttl`` seconds (thread-safe)."""
+
+    def __init__(self, settings: Settings, ttl: float = CACHE_SECONDS) -> None:
+        self.settings = settings
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._checked_at = -float("inf")
+        self._checks: dict[str, dict[str, Any]] = {}
+
+    def checks(self) -> dict[str, dict[str, Any]]:
+        # One caller probes; the others wait for its answer instead of probing too.
+        with self._lock:
+            if time.monotonic() - self._checked_at >= self.ttl:
+                self._checks = {
+                    "database": database_ok(self.settings),
+                    "broker": broker_ok(self.settings),
+                }
+                self._checked_at = time.monotonic()
+            return self._checks
+
+    def report(self, detailed: bool) -> tuple[dict[str, Any], int]:
+        """The body and status code of /health: 200 when every probe is ok, else 503."""
+        checks = self.checks()
+        healthy = all(check["ok"] for check in checks.values())
+        body: dict[str, Any] = {"status": "ok" if healthy else "degraded"}
+        if detailed:
+            body.update(version=__version__, **checks)
+        return body, 200 if healthy else 503

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from relance.api import API_KEY_COOKIE, create_app
+from relance.api import create_app
 from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
 from relance.db import session_scope
+from relance.gate import API_KEY_COOKIE
 from relance.models import Contact
 from tests.api_helpers import new_api_key
 from tests.support.engine import FakeProvider, make_campaign, run_dispatch, seed_contacts
@@ -27,8 +28,9 @@ def key(settings: Settings) -> str:
 
 @pytest.fixture
 def anonymous(settings: Settings) -> Iterator[TestClient]:
-    """A browser without the cookie; redirects are checked, not followed."""
+    """A browser on relance's own pages, without the cookie; redirects are checked, not followed."""
     with TestClient(create_app(settings), follow_redirects=False) as client:
+        client.headers["Origin"] = settings.effective_public_url
         client.app.dependency_overrides[get_followups] = RecordingFollowups  # type: ignore[attr-defined]
         yield client
 

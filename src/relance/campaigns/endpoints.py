@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi import Path as FastPath
-from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from relance.api import DbSession, require_api_key
 from relance.campaigns import drafts, service
 from relance.campaigns.domain import CampaignStatus, RecipientState
 from relance.campaigns.followups import Followups
+from relance.campaigns.live import LiveStats, StreamsFull
 from relance.campaigns.schemas import (
     BlockingList,
     CampaignCreate,
@@ -28,7 +24,7 @@ from relance.campaigns.schemas import (
     StatsOut,
 )
 from relance.config import get_settings
-from relance.contacts.schemas import MAX_ID
+from relance.contacts.schemas import MAX_ID, ErrorOut
 from relance.db import session_scope
 from relance.pacing.status import pacing_status
 
@@ -171,43 +167,43 @@ def blocking(campaign_id: CampaignId, session: DbSession, limit: Limit = 100) ->
     }
 
 
+def read_stats(campaign_id: int) -> dict[str, Any]:
+    """The stats in a short transaction of its own (a stream must hold none)."""
+    with session_scope() as session:
+        return _stats(session, campaign_id)
+
+
+def live_stats(request: Request) -> LiveStats:
+    """This process's streams: one poller per followed campaign, a cap on open streams."""
+    state = request.app.state
+    if getattr(state, "live_stats", None) is None:
+        settings = get_settings()
+        state.live_stats = LiveStats(
+            read_stats, settings.max_event_streams, settings.event_stream_max_seconds
+        )
+    live: LiveStats = state.live_stats
+    return live
+
+
 @router.get(
     "/{campaign_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        503: {"model": ErrorOut, "description": "too many open streams; retry later"},
+    },
 )
-async def events(campaign_id: CampaignId, request: Request) -> StreamingResponse:
-    """Server-Sent Events: an ``event: stats`` each time the stats change; ends when final."""
-
-    def read_stats() -> dict[str, Any]:
-        with session_scope() as session:
-            return _stats(session, campaign_id)
-
-    first = await run_in_threadpool(read_stats)  # 404 before the stream starts
-
-    async def stream() -> AsyncIterator[str]:
-        last: str | None = None
-        current = first
-        idle = 0.0
-        while True:
-            payload = json.dumps(jsonable_encoder(current))
-            if payload != last:
-                yield f"event: stats\ndata: {payload}\n\n"
-                last, idle = payload, 0.0
-            elif idle >= 15:
-                yield ": keep-alive\n\n"
-                idle = 0.0
-            if current["status"] in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
-                yield "event: end\ndata: {}\n\n"
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(0.5)
-            idle += 0.5
-            current = await run_in_threadpool(read_stats)
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+async def events(
+    campaign_id: CampaignId, live: Annotated[LiveStats, Depends(live_stats)]
+) -> Response:
+    """Server-Sent Events: an ``event: stats`` each time the stats change, ``event: end`` once
+    the campaign is completed or cancelled. A stream lasts at most EVENT_STREAM_MAX_SECONDS;
+    its ``retry:`` field makes the browser reconnect."""
+    try:
+        return await live.open(campaign_id)
+    except StreamsFull:
+        return JSONResponse(
+            {"detail": "too many open event streams on this server; retry later"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )

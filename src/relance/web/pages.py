@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
-from relance.api import API_KEY_COOKIE, DbSession, require_api_key
+from relance.api import DbSession, require_api_key
 from relance.auth import find_api_key
 from relance.campaigns import drafts, service
 from relance.campaigns.domain import CampaignStatus, MessageKind
@@ -33,6 +33,7 @@ from relance.contacts import service as contacts
 from relance.contacts.domain import contact_values, missing_placeholders, render, valid_template
 from relance.contacts.schemas import MAX_ID, MAX_IDS
 from relance.errors import NotFound
+from relance.gate import API_KEY_COOKIE
 from relance.models import Contact, Message, contact_categories
 
 WEB_DIR = Path(__file__).parent
@@ -153,7 +154,8 @@ def login(
         max_age=COOKIE_MAX_AGE,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        # The scheme uvicorn sees is http behind a TLS proxy: PUBLIC_URL says what browsers use.
+        secure=get_settings().public_url_is_https,
         path="/",
     )
     return response
@@ -162,7 +164,13 @@ def login(
 @router.post("/logout")
 def logout() -> Response:
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(API_KEY_COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(
+        API_KEY_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=get_settings().public_url_is_https,
+    )
     return response
 
 
