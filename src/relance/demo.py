@@ -132,7 +132,7 @@ def _drive(console: Console, settings: Settings, stack: Any) -> int:
     counts = imported.json()
     console.print(
         f"imported contacts: {counts['created']} created, "
-        f"{counts['updated']} updated, {len(counts['rejected'])} rejected"
+        f"{counts['updated']} updated, {counts['rejected_total']} rejected"
     )
     categories = api.get("/api/categories").json()["items"]
     campaign = api.post(

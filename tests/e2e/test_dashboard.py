@@ -180,6 +180,7 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             expect(rejected.nth(0).locator("td").nth(0)).to_have_text("9")  # header is line 1
             expect(rejected.nth(1).locator("td").nth(0)).to_have_text("17")
             expect(rejected.nth(1).locator("td").nth(1)).to_contain_text(BAD_PHONE)
+            expect(page.locator("#rejected-more")).to_be_hidden()
             assert page.locator("#injected").count() == 0  # shown as text, never as HTML
             expect(page.locator("#contacts-total")).to_have_text(str(CONTACTS))
             expect(page.locator("#contacts-table tbody tr")).to_have_count(CONTACTS)
@@ -188,6 +189,15 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             page.select_option("#category", label="vip (5)")
             page.click("form[role=search] button")
             expect(page.locator("#contacts-table tbody tr")).to_have_count(5)
+            # More bad rows than the answer lists: the rest are counted, not shown.
+            many_bad = tmp_path / "many-bad.csv"
+            many_bad.write_text("phone\n" + "nope\n" * 1002, encoding="utf-8")
+            page.set_input_files("#import-file", str(many_bad))
+            page.click("#import-button")
+            expect(page.locator("#import-rejected-count")).to_have_text("1002")
+            expect(rejected).to_have_count(1000)
+            expect(page.locator("#rejected-more")).to_be_visible()
+            expect(page.locator("#rejected-more-count")).to_have_text("2")
             timings["import"] = time.monotonic() - t0
 
             # New campaign: API errors land next to their field; live count and preview.

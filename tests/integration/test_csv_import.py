@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from relance.config import Settings
 from relance.contacts.csv_import import import_contacts
+from relance.contacts.schemas import MAX_REJECTED_LISTED
 from relance.errors import Invalid
 from tests.api_helpers import api_client, row_counts
 
@@ -54,12 +56,15 @@ def test_the_fixture_file_imports_good_rows_and_reports_bad_ones(
         "updated": 0,
         "rejected": [
             {"row": 4, "error": "phone: not a valid phone number: '12345'"},
+            {"row": 7, "error": "duplicate of row 2"},
             {"row": 8, "error": "phone: not a phone number: 'not a number'"},
             {"row": 9, "error": "phone: phone number is empty"},
+            {"row": 13, "error": "duplicate of row 3"},
         ],
+        "rejected_total": 5,
     }
     categories = _category_ids(client)
-    assert set(categories) == {"VIP", "Paris", "clients"}
+    assert set(categories) == {"VIP", "Paris", "Clients"}
     contacts = _contacts(client)
     assert set(contacts) == {
         "+33612345678",
@@ -69,20 +74,20 @@ def test_the_fixture_file_imports_good_rows_and_reports_bad_ones(
         "+16502530000",
     }
     camille = contacts["+33612345678"]
-    # Line 7 repeats line 2's phone: it updates that contact (empty names keep theirs).
+    # Line 7 repeats line 2's phone: rejected, it changes nothing of line 2's contact.
     assert (camille["first_name"], camille["last_name"]) == ("Camille", "Martin")
-    assert camille["attributes"] == {"city": "Lyon", "plan": "platinum"}
-    assert camille["category_ids"] == sorted([categories["VIP"], categories["clients"]])
+    assert camille["attributes"] == {"city": "Lyon", "plan": "gold"}
+    assert camille["category_ids"] == [categories["VIP"]]
     bob = contacts["+33698765432"]
-    assert (bob["first_name"], bob["last_name"]) == ("Robert", "Durand")
+    assert (bob["first_name"], bob["last_name"]) == ("Bob", "Durand")
     assert bob["attributes"] == {"city": "Paris"}
     assert bob["category_ids"] == sorted([categories["VIP"], categories["Paris"]])
     assert contacts["+33611223344"]["first_name"] == "Chloé"
-    assert contacts["+33781234567"]["category_ids"] == [categories["clients"]]
+    assert contacts["+33781234567"]["category_ids"] == [categories["Clients"]]
     assert contacts["+16502530000"]["attributes"] == {"city": "Mountain View"}
     assert row_counts(settings, *TABLES) == {
         "contacts": 5,
-        "contact_categories": 5,
+        "contact_categories": 4,
         "categories": 3,
     }
 
@@ -96,16 +101,16 @@ def test_importing_again_updates_and_keeps_opt_outs_and_extra_attributes(
     ).json()
     client.patch(f"/api/contacts/{existing['id']}", json={"opted_out": True})
     first = _import(client, FIXTURE.read_bytes())
-    assert (first["created"], first["updated"], len(first["rejected"])) == (4, 1, 3)
+    assert (first["created"], first["updated"], first["rejected_total"]) == (4, 1, 5)
     chloe = client.get(f"/api/contacts/{existing['id']}").json()
     assert chloe["first_name"] == "Chloé"
     assert chloe["attributes"] == {"vip": True, "city": "Marseille", "plan": "silver"}
     assert chloe["opted_out"] is True
     second = _import(client, FIXTURE.read_bytes())
-    assert (second["created"], second["updated"], len(second["rejected"])) == (0, 5, 3)
+    assert (second["created"], second["updated"], second["rejected_total"]) == (0, 5, 5)
     assert row_counts(settings, *TABLES) == {
         "contacts": 5,
-        "contact_categories": 5,
+        "contact_categories": 4,
         "categories": 3,
     }
 
@@ -149,6 +154,7 @@ def test_rows_with_too_many_fields_and_long_names_are_rejected(client: TestClien
             {"row": 2, "error": "3 fields, but the header has 2"},
             {"row": 4, "error": "first_name: longer than 200 characters"},
         ],
+        "rejected_total": 2,
     }
 
 
@@ -175,6 +181,8 @@ def test_category_id_puts_every_imported_contact_in_it(client: TestClient, how: 
         (b"first_name,last_name\nCamille,Martin\n", "no 'phone' column"),
         (b"phone,city,City ,city\n0612345678,a,b,c\n", "appears twice"),
         (b"Phone,PHONE\n0612345678,0698765432\n", "appears twice"),
+        (b"phone\n0612345678\n" + b"x" * 1_000_001, "longer than 1,000,000 characters"),
+        (b'phone,note\n0612345678,"never closed\n' + b"x\n" * 70_000, "not readable as CSV"),
     ],
 )
 def test_a_file_that_is_not_a_usable_csv_is_422_and_writes_nothing(
@@ -215,9 +223,14 @@ def test_bad_requests_are_422_and_write_nothing(client: TestClient, settings: Se
 def test_batches_commit_one_after_the_other(settings: Settings) -> None:
     rows = [f"+3361234{i:04d},N{i},,G{i % 3}" for i in range(23)]
     content = ("phone,first_name,last_name,categories\n" + "\n".join(rows)).encode()
-    result = import_contacts(settings, content, batch_size=5)
-    assert (result.created, result.updated, result.rejected) == (23, 0, [])
-    again = import_contacts(settings, content, batch_size=4)
+    result = import_contacts(settings, io.BytesIO(content), batch_size=5)
+    assert (result.created, result.updated, result.rejected, result.rejected_total) == (
+        23,
+        0,
+        [],
+        0,
+    )
+    again = import_contacts(settings, io.BytesIO(content), batch_size=4)
     assert (again.created, again.updated) == (0, 23)
     assert row_counts(settings, *TABLES) == {
         "contacts": 23,
@@ -225,7 +238,7 @@ def test_batches_commit_one_after_the_other(settings: Settings) -> None:
         "categories": 3,
     }
     with pytest.raises(Invalid):
-        import_contacts(settings, b"name\nx\n")
+        import_contacts(settings, io.BytesIO(b"name\nx\n"))
 
 
 def test_twenty_thousand_rows(client: TestClient, settings: Settings) -> None:
@@ -242,6 +255,7 @@ def test_twenty_thousand_rows(client: TestClient, settings: Settings) -> None:
     print(f"imported {n} rows on {settings.effective_database_url.split(':')[0]} in {elapsed:.2f}s")
     assert (result["created"], result["updated"]) == (n, 0)
     assert [r["row"] for r in result["rejected"]] == [n + 2, n + 3, n + 4]
+    assert result["rejected_total"] == 3
     assert row_counts(settings, *TABLES) == {
         "contacts": n,
         "contact_categories": n,
@@ -250,3 +264,65 @@ def test_twenty_thousand_rows(client: TestClient, settings: Settings) -> None:
     again = _import(client, content)
     assert (again["created"], again["updated"]) == (0, n)
     assert row_counts(settings, "contacts")["contacts"] == n
+
+
+def test_fifty_thousand_bad_rows_answer_the_first_thousand_and_the_count(
+    client: TestClient, settings: Settings
+) -> None:
+    n = 50_000
+    long_cell = "nophone" * 20  # quoted back cut short
+    lines = ["phone,first_name", *(f"{long_cell},x" for _ in range(n)), "0612345678,Camille"]
+    response = client.post(
+        "/api/contacts/import",
+        files={"file": ("c.csv", ("\n".join(lines) + "\n").encode(), "text/csv")},
+    )
+    assert response.status_code == 200, response.text[:500]
+    assert len(response.content) < 200_000  # 1,000 rows of short messages
+    body = response.json()
+    assert (body["created"], body["updated"], body["rejected_total"]) == (1, 0, n)
+    assert [r["row"] for r in body["rejected"]] == list(range(2, MAX_REJECTED_LISTED + 2))
+    assert body["rejected"][0]["error"] == (
+        f"phone: not a phone number: {long_cell[:40]!r}... ({len(long_cell):,} characters)"
+    )
+    assert set(_contacts(client)) == {"+33612345678"}
+
+
+def test_a_repeated_phone_is_rejected_naming_its_first_row_even_in_a_later_batch(
+    settings: Settings,
+) -> None:
+    content = (
+        "phone,first_name,categories\n"
+        "0612345678,Camille,VIP\n"
+        "0698765432,Bob,\n"
+        "0611223344,Chloé,\n"
+        "+33 6 12 34 56 78,Other,Paris\n"  # batch 2 repeats batch 1's first row
+        "0611223344,Again,\n"
+        "0781234567,Dan,\n"
+    ).encode()
+    result = import_contacts(settings, io.BytesIO(content), batch_size=2)
+    assert (result.created, result.updated, result.rejected_total) == (4, 0, 2)
+    assert [(r.row, r.error) for r in result.rejected] == [
+        (5, "duplicate of row 2"),
+        (6, "duplicate of row 4"),
+    ]
+    with api_client(settings) as client:
+        contacts = _contacts(client)
+        assert contacts["+33612345678"]["first_name"] == "Camille"
+        assert contacts["+33611223344"]["first_name"] == "Chloé"
+        assert set(_category_ids(client)) == {"VIP"}  # the rejected row's Paris is not created
+    assert row_counts(settings, *TABLES) == {
+        "contacts": 4,
+        "contact_categories": 1,
+        "categories": 1,
+    }
+
+
+def test_a_bad_byte_after_several_batches_is_422_and_writes_nothing(settings: Settings) -> None:
+    good = "".join(f"+3361234{i:04d},N{i}\n" for i in range(10))
+    content = f"phone,first_name\n{good}".encode() + "Müller,x\n".encode("latin-1")
+    with pytest.raises(Invalid) as caught:
+        import_contacts(settings, io.BytesIO(content), batch_size=2)
+    detail = caught.value.detail[0]
+    assert detail["field"] == "file"
+    assert f"invalid byte at position {content.index(b'M') + 1}" in detail["msg"]
+    assert row_counts(settings, *TABLES) == dict.fromkeys(TABLES, 0)

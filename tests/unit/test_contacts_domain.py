@@ -52,6 +52,13 @@ def test_normalize_phone_refuses_what_is_not_a_number(raw: str, reason: str) -> 
         normalize_phone(raw, "FR")
 
 
+@pytest.mark.parametrize("raw", ["x" * 100_000, "6" * 100_000])
+def test_the_reason_quotes_a_bounded_part_of_the_number(raw: str) -> None:
+    with pytest.raises(InvalidPhone) as caught:
+        normalize_phone(raw, "FR")
+    assert str(caught.value).endswith(f"{raw[:40]!r}... (100,000 characters)")
+
+
 @given(
     st.integers(min_value=10_000_000, max_value=38_999_999), st.sampled_from(["", " ", ".", "-"])
 )

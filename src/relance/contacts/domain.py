@@ -10,9 +10,21 @@ from typing import Any
 
 import phonenumbers
 
+QUOTE_MAX = 40
+
 
 class InvalidPhone(ValueError):
     """A phone number that is not one."""
+
+
+def quoted(text: str, limit: int = QUOTE_MAX) -> str:
+    """``text`` as a Python literal for an error message, cut to ``limit`` characters.
+
+    An error message must not echo an unbounded input back (a CSV cell can be 128 KiB).
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 def normalize_phone(raw: str, default_region: str) -> str:
@@ -25,9 +37,9 @@ def normalize_phone(raw: str, default_region: str) -> str:
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone(f"not a phone number: {raw!r}") from exc
+        raise InvalidPhone(f"not a phone number: {quoted(raw)}") from exc
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"not a valid phone number: {raw!r}")
+        raise InvalidPhone(f"not a valid phone number: {quoted(raw)}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

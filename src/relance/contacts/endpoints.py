@@ -104,9 +104,11 @@ def import_contacts(
     # transaction first (the API key check wrote to it), or on SQLite the import's
     # transactions would wait for this one's write lock until they time out.
     session.commit()
-    content = file.file.read(csv_import.MAX_FILE_BYTES + 1)
+    # The upload is a spooled temporary file: the import streams it rather than reading it whole.
     return csv_import.import_contacts(
-        settings, content, category_id=category_id if category_id is not None else category_id_form
+        settings,
+        file.file,
+        category_id=category_id if category_id is not None else category_id_form,
     )
 
 

@@ -21,6 +21,7 @@ MAX_ID = 2**31 - 1
 MAX_LIMIT = 1000
 MAX_IDS = 10_000
 ATTRIBUTE_VALUE_MAX = 10_000
+MAX_REJECTED_LISTED = 1000
 
 
 def no_nul(value: str) -> str:
@@ -170,7 +171,11 @@ class ImportResult(BaseModel):
                 {
                     "created": 120,
                     "updated": 3,
-                    "rejected": [{"row": 7, "error": "phone: not a valid phone number: '123'"}],
+                    "rejected": [
+                        {"row": 7, "error": "phone: not a valid phone number: '123'"},
+                        {"row": 9, "error": "duplicate of row 2"},
+                    ],
+                    "rejected_total": 2,
                 }
             ]
         }
@@ -178,7 +183,10 @@ class ImportResult(BaseModel):
 
     created: int
     updated: int
-    rejected: list[RejectedRow]
+    rejected: list[RejectedRow] = Field(
+        description=f"the first {MAX_REJECTED_LISTED} rejected rows, in file order"
+    )
+    rejected_total: int = Field(description="all the rejected rows, listed or not")
 
 
 class CategoryCreate(BaseModel):

@@ -9,7 +9,7 @@
   function showResult(data) {
     $("import-created").textContent = String(data.created);
     $("import-updated").textContent = String(data.updated);
-    $("import-rejected-count").textContent = String(data.rejected.length);
+    $("import-rejected-count").textContent = String(data.rejected_total);
     $("rejected-table").tBodies[0].replaceChildren(
       ...data.rejected.map((rejected) => {
         const row = document.createElement("tr");
@@ -21,7 +21,11 @@
         return row;
       }),
     );
-    $("rejected-wrap").hidden = data.rejected.length === 0;
+    // The answer lists the first rejected rows only; rejected_total counts them all.
+    const unlisted = data.rejected_total - data.rejected.length;
+    $("rejected-more-count").textContent = String(unlisted);
+    $("rejected-more").hidden = unlisted <= 0;
+    $("rejected-wrap").hidden = data.rejected_total === 0;
     $("import-result").hidden = false;
   }
 
