@@ -31,6 +31,9 @@ def _settings() -> Settings:
     return settings
 
 
+MAX_REQUEST_HEAD_BYTES = 64 * 1024
+
+
 def _not_yet(command: str) -> NoReturn:
     typer.echo(f"relance {command}: not available yet in this version.", err=True)
     raise typer.Exit(2)
@@ -62,6 +65,9 @@ def api(
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Room for a request line with two lists of 500 ids (the schema's bound): past h11's
+        # default 16 KiB, uvicorn answers a bare text/plain 400 before the app can say why.
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
 
 

@@ -48,12 +48,12 @@ from relance.db import session_factory
 from relance.errors import Invalid
 from relance.models import utcnow
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 BATCH_SIZE = 5_000
 # A batch of heavy rows (long cells, thousands of columns or categories) is cut sooner: this
 # bounds the memory it takes, in ImportRow.weight units (about a byte each).
 BATCH_MAX_WEIGHT = 8_000_000
 OBJECT_WEIGHT = 100  # a cell or a category name: a str object, a dict entry, a link
-MAX_FILE_BYTES = 64 * 1024 * 1024
 # One record (a row, with the lines its quoted cells span): what is read into memory at once.
 MAX_RECORD_CHARS = 1_000_000
 NAME_MAX = 200
@@ -220,10 +220,13 @@ def _header(cells: list[str]) -> list[str | None]:
     return columns
 
 
-def check_file(stream: BinaryIO) -> CsvLayout:
-    """Read the whole file once: a 422 naming ``file`` if it is not a usable CSV file."""
-    if stream.seek(0, io.SEEK_END) > MAX_FILE_BYTES:
-        raise file_error(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+def check_file(stream: BinaryIO, max_bytes: int) -> CsvLayout:
+    """Read the whole file once: a 422 naming ``file`` if it is not a usable CSV file.
+
+    Over HTTP the upload is already capped (MAX_IMPORT_BYTES, relance.gate); other callers too.
+    """
+    if stream.seek(0, io.SEEK_END) > max_bytes:
+        raise file_error(f"the file is larger than {max_bytes} bytes (MAX_IMPORT_BYTES)")
     try:
         delimiter = detect_delimiter(_header_line(stream))
         with closing(_records(stream, delimiter)) as records:
@@ -281,10 +284,12 @@ def parse_row(
     )
 
 
-def read_csv(stream: BinaryIO, default_region: str) -> Iterator[ImportRow | RejectedRow]:
+def read_csv(
+    stream: BinaryIO, default_region: str, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Iterator[ImportRow | RejectedRow]:
     """Check the whole file now (Invalid if it is not usable), then yield each data row in
     file order: the row to import, or a RejectedRow saying why not."""
-    layout = check_file(stream)
+    layout = check_file(stream, max_bytes)
     return _rows(stream, layout, default_region)
 
 
@@ -318,7 +323,7 @@ def import_contacts(
     # lock short (on SQLite the single writer lock would otherwise be held for the whole
     # file, stalling workers and webhooks) and bounds what a failure rolls back. The caller
     # must hold no open write transaction, or on SQLite these would wait on it.
-    rows = read_csv(stream, settings.default_region)
+    rows = read_csv(stream, settings.default_region, settings.max_import_bytes)
     factory = session_factory(settings)
     if category_id is not None:
         with factory() as session:
