@@ -21,6 +21,7 @@ MAX_ID = 2**31 - 1
 MAX_LIMIT = 1000
 MAX_IDS = 10_000
 ATTRIBUTE_VALUE_MAX = 10_000
+NAME_MAX = 200
 
 
 def no_nul(value: str) -> str:
@@ -38,7 +39,7 @@ def _category_name(value: str) -> str:
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(no_nul)
+    str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX), AfterValidator(no_nul)
 ]
 CategoryName = Annotated[
     str,
