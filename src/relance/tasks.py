@@ -80,8 +80,12 @@ def send_campaign_messages(campaign_id: int | None = None) -> dict[str, Any]:
     campaign of the sender in priority order, because pacing is per sender, not per campaign.
     """
     settings = get_settings()
-    with session_scope(settings) as session:
-        service.start_due_scheduled(session, settings, followups)
+    try:
+        with session_scope(settings) as session:
+            service.start_due_scheduled(session, settings, followups)
+    except Exception:
+        # The campaigns already sending must not wait on the scheduled ones: dispatch anyway.
+        log.exception("starting the scheduled campaigns failed; they are tried again next run")
     result = _dispatch(None, DISPATCH_BUDGET_SECONDS)
     if result["more"] and result["wait_reason"] is None:
         followups.dispatch()  # the budget ran out with work left: hand over to a fresh task

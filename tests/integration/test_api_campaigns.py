@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event, select
 
+from relance.campaigns import service
 from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
-from relance.db import session_scope
+from relance.db import get_engine, session_scope
+from relance.models import Campaign, Contact, utcnow
 from relance.providers.base import PermanentError
 from tests.api_helpers import api_client, row_counts
-from tests.support.engine import FakeProvider, phone, run_dispatch, seed_contacts
+from tests.support.engine import FakeProvider, make_campaign, phone, run_dispatch, seed_contacts
 
 TABLES = ("campaigns", "campaign_categories", "campaign_contacts", "recipients", "messages")
 
@@ -179,3 +184,196 @@ def test_events_stream_ends_when_completed(
     assert "event: stats" in text
     assert '"completed": true' in text
     assert text.rstrip().endswith("data: {}")
+
+
+def _fields(response: Any) -> list[str]:
+    return [error["field"] for error in response.json()["detail"]]
+
+
+def _set_attributes(settings: Settings, phones: list[str], **attributes: object) -> list[int]:
+    """Give these contacts the attributes; their ids, in id order."""
+    with session_scope(settings) as session:
+        contacts = session.scalars(
+            select(Contact).where(Contact.phone.in_(phones)).order_by(Contact.id)
+        ).all()
+        for contact in contacts:
+            contact.attributes = dict(attributes)
+        return [c.id for c in contacts]
+
+
+def _template(*parameters: str) -> dict[str, object]:
+    return {"name": "promo", "language": "fr", "parameters": list(parameters)}
+
+
+TEMPLATE_CASES = [
+    (_template("{"), "message_1_template.parameters.0"),
+    (_template("ok", "{first name}"), "message_1_template.parameters.1"),
+    (_template("x" * 200_000), "message_1_template.parameters.0"),
+    (_template("x\x00"), "message_1_template.parameters.0"),
+    (_template(*["x"] * 21), "message_1_template.parameters"),
+]
+
+
+def test_template_parameters_are_checked_like_message_texts(
+    client: TestClient, settings: Settings, category_id: int
+) -> None:
+    """A parameter is personalised like Message 1: its placeholders must parse, its length and
+    the parameters' count are bounded; at create and at edit, 422 naming the parameter."""
+    before = row_counts(settings, *TABLES)
+    for template, field in TEMPLATE_CASES:
+        body = {"name": "x", "message_1": "hi", "message_1_template": template}
+        r = client.post("/api/campaigns", json=body)
+        assert r.status_code == 422, (field, r.text)
+        assert _fields(r) == [field]
+    assert row_counts(settings, *TABLES) == before
+    draft = _create(client, category_id, message_1_template=_template("{first_name}"))
+    for template, field in TEMPLATE_CASES:
+        r = client.patch(f"/api/campaigns/{draft['id']}", json={"message_1_template": template})
+        assert r.status_code == 422, (field, r.text)
+        assert _fields(r) == [field]
+    stored = client.get(f"/api/campaigns/{draft['id']}").json()["message_1_template"]
+    assert stored["parameters"] == ["{first_name}"]
+    assert client.post(f"/api/campaigns/{draft['id']}/launch").status_code == 200
+
+
+def test_a_campaign_stored_with_a_broken_parameter_is_refused_at_launch(
+    client: TestClient, settings: Settings, category_id: int
+) -> None:
+    """Stored before the schema refused it: the launch answers 422 naming it, not a 500."""
+    with session_scope(settings) as session:
+        cid = make_campaign(session, [category_id])
+        session.get_one(Campaign, cid).message_1_template = _template("fine", "{")
+    r = client.post(f"/api/campaigns/{cid}/launch")
+    assert r.status_code == 422
+    assert _fields(r) == ["message_1_template.parameters.1"]
+    assert client.get(f"/api/campaigns/{cid}").json()["status"] == "draft"
+
+
+@pytest.mark.parametrize(
+    "scheduled_at",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2999-01-01T00:00:00Z"],
+)
+def test_a_schedule_that_overflows_or_lies_absurdly_far_is_a_422(
+    client: TestClient, settings: Settings, category_id: int, scheduled_at: str
+) -> None:
+    before = row_counts(settings, *TABLES)
+    body = {"name": "x", "message_1": "hi", "scheduled_at": scheduled_at}
+    r = client.post("/api/campaigns", json=body)
+    assert r.status_code == 422
+    assert _fields(r) == ["scheduled_at"]
+    assert row_counts(settings, *TABLES) == before
+    draft = _create(client, category_id)
+    r = client.patch(f"/api/campaigns/{draft['id']}", json={"scheduled_at": scheduled_at})
+    assert r.status_code == 422
+    assert _fields(r) == ["scheduled_at"]
+    soon = (utcnow() + timedelta(days=30)).isoformat()
+    r = client.patch(f"/api/campaigns/{draft['id']}", json={"scheduled_at": soon})
+    assert r.status_code == 200
+    assert client.post(f"/api/campaigns/{draft['id']}/launch").json()["status"] == "scheduled"
+
+
+def test_launch_refuses_texts_too_long_once_personalised(
+    client: TestClient, settings: Settings, category_id: int
+) -> None:
+    """A 10,000-character attribute in Message 1 and in a template parameter: 422 naming each
+    text, how many recipients it breaks, the first of them, and WhatsApp's limit."""
+    ids = _set_attributes(settings, [phone(2), phone(3), phone(4)], bio="b" * 10_000)
+    draft = _create(
+        client,
+        category_id,
+        message_1="Bonjour {bio}",
+        message_2="Merci",
+        message_1_template=_template("{first_name}", "{bio}"),
+        placeholder_defaults={"bio": ""},
+    )
+    before = row_counts(settings, *TABLES)
+    r = client.post(f"/api/campaigns/{draft['id']}/launch")
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == [
+        {
+            "field": "message_1",
+            "msg": "message_1 is up to 10,008 characters once personalised for 3 recipient(s) "
+            f"(contact {ids[0]} first); WhatsApp allows 4,096",
+        },
+        {
+            "field": "message_1_template.parameters.1",
+            "msg": "message_1_template.parameters.1 is up to 10,000 characters once "
+            f"personalised for 3 recipient(s) (contact {ids[0]} first); "
+            "a WhatsApp template parameter allows 1,024",
+        },
+    ]
+    assert row_counts(settings, *TABLES) == before
+    # Message 2 too; and the campaign launches once nothing is too long.
+    r = client.patch(
+        f"/api/campaigns/{draft['id']}",
+        json={"message_1": "Bonjour", "message_1_template": None, "message_2": "{bio}"},
+    )
+    assert r.status_code == 200
+    r = client.post(f"/api/campaigns/{draft['id']}/launch")
+    assert r.status_code == 422
+    assert _fields(r) == ["message_2"]
+    _set_attributes(settings, [phone(2), phone(3), phone(4)], bio="b" * 4096)
+    assert client.post(f"/api/campaigns/{draft['id']}/launch").status_code == 200
+
+
+def test_launch_reads_no_contact_when_the_longest_rendering_fits(
+    client: TestClient, settings: Settings, category_id: int
+) -> None:
+    """Names are at most 200 characters and defaults cover the placeholders: the launch
+    knows every text fits without reading the audience (a launch of 1,000,000 stays fast).
+    A placeholder an attribute fills could exceed the limit: then it reads the contacts."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    fits = _create(
+        client,
+        category_id,
+        message_1="Bonjour {first_name} {last_name}" * 10,
+        message_1_template=_template("{first_name}"),
+        placeholder_defaults={"first_name": "toi", "last_name": ""},
+    )
+    may_not = _create(
+        client, category_id, message_1="Bonjour {bio}", placeholder_defaults={"bio": ""}
+    )
+    engine = get_engine(settings)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.post(f"/api/campaigns/{fits['id']}/launch").status_code == 200
+        reads_of_fits = [s for s in statements if "contacts.attributes" in s]
+        statements.clear()
+        assert client.post(f"/api/campaigns/{may_not['id']}/launch").status_code == 200
+        reads_of_may_not = [s for s in statements if "contacts.attributes" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert reads_of_fits == []
+    assert len(reads_of_may_not) == 1
+
+
+def test_a_scheduled_campaign_that_cannot_start_is_cancelled_with_the_reason(
+    client: TestClient, settings: Settings, category_id: int, followups: RecordingFollowups
+) -> None:
+    """Its audience opted out after it was scheduled: at its time it ends cancelled, saying
+    why, on the API and on the dashboard's page, instead of staying sending for ever."""
+    at = utcnow() + timedelta(hours=1)
+    cid = _create(client, category_id, scheduled_at=at.isoformat())["id"]
+    assert client.post(f"/api/campaigns/{cid}/launch").json()["status"] == "scheduled"
+    for contact in client.get("/api/contacts").json()["items"]:
+        assert client.patch(f"/api/contacts/{contact['id']}", json={"opted_out": True}).is_success
+    with session_scope(settings) as session:
+        assert service.start_due_scheduled(session, settings, followups, at) == []
+    out = client.get(f"/api/campaigns/{cid}").json()
+    reason = (
+        "not started at its scheduled time: "
+        "the audience is empty once opted-out contacts are removed"
+    )
+    assert (out["status"], out["status_reason"], out["total"]) == ("cancelled", reason, 0)
+    assert out["cancelled_at"] is not None
+    stats = client.get(f"/api/campaigns/{cid}/stats").json()
+    assert (stats["status"], stats["status_reason"]) == ("cancelled", reason)
+    assert followups.dispatches == 0
+    client.cookies.set("relance_api_key", client.headers["Authorization"].removeprefix("Bearer "))
+    page = client.get(f"/campaigns/{cid}").text
+    assert reason in page
+    assert 'data-status="cancelled"' in page

@@ -246,6 +246,107 @@ def test_launch_needs_a_contact_that_has_not_opted_out(settings: Settings) -> No
                     service.launch_campaign(session, settings, RecordingFollowups(), cid)
 
 
+def test_a_launch_whose_fan_out_gives_no_recipient_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last contact opts out between the audience check and the fan-out: the launch is a
+    422 and changes nothing, rather than a campaign of no recipient that never ends."""
+    from relance.campaigns import repository
+    from relance.errors import Invalid
+    from relance.models import Contact
+
+    with session_scope(settings) as session:
+        cid = make_campaign(session, [seed_contacts(session, 2)])
+        session.execute(Contact.__table__.update().values(opted_out_at=utcnow()))
+    monkeypatch.setattr(repository, "has_reachable_contact", lambda *_: True)  # the race
+    followups = RecordingFollowups()
+    with pytest.raises(Invalid, match="audience is empty"), session_scope(settings) as session:
+        service.launch_campaign(session, settings, followups, cid)
+    c = campaign_row(settings, cid)
+    assert (c.status, c.total, c.started_at) == ("draft", 0, None)
+    assert followups.dispatches == 0
+
+
+def test_scheduled_campaigns_are_checked_again_when_they_start(settings: Settings) -> None:
+    """At its time each scheduled campaign runs the launch checks again; one that fails them
+    ends cancelled with the reason, and the others start all the same."""
+    from relance.models import Campaign, Contact
+
+    followups = RecordingFollowups()
+    at = utcnow() + timedelta(hours=1)
+    with session_scope(settings) as session:
+        emptied = seed_contacts(session, 3, category="emptied")
+        kept = seed_contacts(session, 2, category="kept", start=3)
+        ids = [make_campaign(session, [c]) for c in (emptied, kept, kept, kept)]
+        for cid in ids:
+            campaign = session.get_one(Campaign, cid)
+            campaign.scheduled_at = at
+            campaign.placeholder_defaults = {"bio": ""}
+        session.get_one(Campaign, ids[2]).message_1 = "Bonjour {bio}"
+        session.get_one(Campaign, ids[3]).scheduled_at = at + timedelta(hours=1)
+    for cid in ids:
+        with session_scope(settings) as session:
+            launched = service.launch_campaign(session, settings, followups, cid)
+            assert launched.status == "scheduled"
+    # After scheduling: the first audience opts out, a contact of the other gets a long bio.
+    with session_scope(settings) as session:
+        session.execute(
+            Contact.__table__.update()
+            .where(Contact.phone.in_([phone(i) for i in range(3)]))
+            .values(opted_out_at=utcnow())
+        )
+        session.execute(
+            Contact.__table__.update()
+            .where(Contact.phone == phone(4))
+            .values(attributes={"bio": "b" * 5000})
+        )
+        bio_contact = session.scalar(select(Contact.id).where(Contact.phone == phone(4)))
+    with session_scope(settings) as session:
+        started = service.start_due_scheduled(session, settings, followups, at)
+    assert started == [ids[1]]
+    assert followups.dispatches == 1  # the started one's, kept through the others' rollbacks
+    rows = [campaign_row(settings, cid) for cid in ids]
+    assert [r.status for r in rows] == ["cancelled", "sending", "cancelled", "scheduled"]
+    assert rows[0].status_reason == (
+        "not started at its scheduled time: "
+        "the audience is empty once opted-out contacts are removed"
+    )
+    assert rows[2].status_reason == (
+        "not started at its scheduled time: message_1 is up to 5,008 characters once "
+        f"personalised for 1 recipient(s) (contact {bio_contact} first); WhatsApp allows 4,096"
+    )
+    assert all(r.cancelled_at == at for r in (rows[0], rows[2]))
+    assert (rows[1].total, rows[1].n_queued, rows[1].status_reason) == (2, 2, None)
+    assert (rows[0].total, rows[2].total) == (0, 0)
+    with session_scope(settings) as session:
+        count = session.scalar(select(func.count()).select_from(Recipient))
+    assert count == 2
+    # Nothing left due: a second run starts and cancels nothing.
+    with session_scope(settings) as session:
+        assert service.start_due_scheduled(session, settings, followups, at) == []
+
+
+def test_the_dispatcher_sends_even_when_starting_scheduled_campaigns_fails(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Campaigns already sending do not wait on the scheduled ones."""
+    from relance import tasks
+
+    def broken(*_: object) -> list[int]:
+        raise RuntimeError("database gone while starting the scheduled campaigns")
+
+    dispatched: list[object] = []
+
+    def dispatch(message_ids: object, budget: float) -> dict[str, object]:
+        dispatched.append(message_ids)
+        return {"sent": 0, "failed": 0, "retried": 0, "more": False, "wait_reason": None}
+
+    monkeypatch.setattr(service, "start_due_scheduled", broken)
+    monkeypatch.setattr(tasks, "_dispatch", dispatch)
+    assert tasks.send_campaign_messages.run()["sent"] == 0
+    assert dispatched == [None]
+
+
 def test_status_check_reads_counters(settings: Settings) -> None:
     cid, followups = _launch(settings, 3)
     with session_scope(settings) as session:

@@ -176,6 +176,39 @@ def test_preview_personalises_for_the_first_contact_of_the_categories(
     assert browser.post("/api/preview", json={"category_ids": [0]}).status_code == 422
 
 
+def test_preview_cuts_what_is_too_long_and_says_so(browser: TestClient, settings: Settings) -> None:
+    """A 10,000-character attribute in a hundred placeholders would render 1,000,000
+    characters: the preview returns WhatsApp's limit at most, and says the text is too long."""
+    with session_scope(settings) as session:
+        category_id = seed_contacts(session, 1)
+        session.query(Contact).update({"attributes": {"bio": "b" * 10_000}})
+    body = {
+        "message_1": "{bio}" * 100,
+        "message_2": "Merci {first_name}",
+        "template_parameters": ["{bio}", "{first_name}"],
+        "category_ids": [category_id],
+    }
+    r = browser.post("/api/preview", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["message_1"] == "b" * 4096
+    assert out["message_2"] == "Merci Ada0"
+    assert out["template_parameters"] == ["b" * 1024, "Ada0"]
+    assert out["errors"] == {
+        "message_1": "too long once personalised for this contact: 1,000,000 characters; "
+        "WhatsApp allows 4,096",
+        "template_parameters.0": "too long once personalised for this contact: 10,000 "
+        "characters; a WhatsApp template parameter allows 1,024",
+    }
+    too_big = [
+        {"placeholder_defaults": {"bio": "d" * 1001}},
+        {"template_parameters": ["x"] * 21},
+        {"template_parameters": ["x" * 1025]},
+    ]
+    for bad in too_big:
+        assert browser.post("/api/preview", json=bad).status_code == 422, bad
+
+
 def test_campaign_page_follows_the_stream_to_completed(
     browser: TestClient, settings: Settings
 ) -> None:

@@ -11,10 +11,13 @@ from relance.contacts.domain import (
     contact_values,
     fold_keyword,
     is_stop_keyword,
+    longest_rendering,
     missing_placeholders,
     normalize_phone,
     placeholders,
     render,
+    render_within,
+    rendered_length,
     valid_template,
 )
 
@@ -110,3 +113,52 @@ def test_rendering_with_every_value_leaves_no_placeholder(values: dict[str, str]
     template = " ".join(f"{{{name}}}" for name in values)
     rendered = render(template, values, {})
     assert rendered == " ".join(values.values())
+
+
+def test_names_come_from_the_contact_fields_only() -> None:
+    """An attribute called first_name never stands in for the name: a {first_name} is never
+    longer than a name may be."""
+    long = "x" * 10_000
+    values = contact_values("", "", {"first_name": long, "last_name": long, "city": "Lyon"})
+    assert values == {"city": "Lyon"}
+    assert contact_values("Ada", "L", {"first_name": long}) == {
+        "first_name": "Ada",
+        "last_name": "L",
+    }
+
+
+NAMES = st.sampled_from(["first_name", "last_name", "city", "code", "x"])
+# Texts made of literal runs and placeholders, braces escaped as a user would write them.
+LITERALS = st.text(max_size=12).map(lambda t: t.replace("{", "{{").replace("}", "}}"))
+TEMPLATES = st.lists(st.one_of(LITERALS, NAMES.map(lambda n: "{" + n + "}")), max_size=8).map(
+    "".join
+)
+VALUES = st.dictionaries(NAMES, st.text(max_size=30), max_size=5)
+
+
+@given(TEMPLATES, VALUES, VALUES, st.integers(min_value=0, max_value=200))
+def test_render_within_is_the_rendering_cut_at_the_limit(
+    template: str, values: dict[str, str], defaults: dict[str, str], limit: int
+) -> None:
+    full = render(template, values, defaults)
+    assert rendered_length(template, values, defaults) == len(full)
+    assert render_within(template, values, defaults, limit) == (full[:limit], len(full))
+
+
+@given(TEMPLATES, VALUES, VALUES, st.dictionaries(NAMES, st.integers(0, 40)))
+def test_longest_rendering_bounds_every_rendering_and_is_reached(
+    template: str,
+    values: dict[str, str],
+    defaults: dict[str, str],
+    extra: dict[str, int],
+) -> None:
+    """With each placeholder's bound at least what can fill it, no rendering is longer than
+    longest_rendering; filling every placeholder to its bound reaches it exactly."""
+
+    def bound(name: str) -> int:
+        return max(len(values.get(name, "")), len(defaults.get(name, ""))) + extra.get(name, 0)
+
+    longest = longest_rendering(template, bound)
+    assert len(render(template, values, defaults)) <= longest
+    widest = {name: "w" * bound(name) for name in placeholders(template)}
+    assert len(render(template, widest, {})) == longest

@@ -10,8 +10,10 @@ import dataclasses
 import random
 from collections import deque
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,7 @@ from relance.campaigns.domain import (
     MESSAGE_STATUS_RANK,
     OPEN_RECIPIENT_STATES,
     RECIPIENT_TRANSITIONS,
+    SCHEDULE_HORIZON,
     CampaignCounts,
     CampaignStatus,
     MessageStatus,
@@ -32,6 +35,7 @@ from relance.campaigns.domain import (
     next_message_status,
     plan_formula_holds,
     recipient_state_after_message_1,
+    schedule_in_range,
     status_after_check,
 )
 
@@ -427,3 +431,41 @@ def test_message_status_any_order_ends_at_the_highest(
 def test_pending_message_ignores_reports(reports: list[M]) -> None:
     """A report can never concern a message not yet claimed: pending stays pending."""
     assert fold(M.PENDING, reports) == M.PENDING
+
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
+
+
+@EXAMPLES
+@given(st.datetimes(), st.one_of(st.none(), OFFSETS))
+def test_a_schedule_is_a_utc_instant_near_now_or_refused(
+    naive: datetime, tz: timezone | None
+) -> None:
+    """Any date-time, any offset (naive means UTC): either the same instant in UTC within the
+    horizon, or a ValueError; never an OverflowError (a 500 once stored)."""
+    at = naive.replace(tzinfo=tz)
+    try:
+        utc = schedule_in_range(at, NOW)
+    except ValueError:
+        return
+    assert utc.utcoffset() == timedelta(0)
+    assert utc == (at if tz else at.replace(tzinfo=UTC))
+    assert abs(utc - NOW) <= SCHEDULE_HORIZON
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("0001-01-01T00:00:00+14:00", "out of range"),
+        ("9999-12-31T23:59:59-14:00", "out of range"),
+        ("2999-01-01T00:00:00+00:00", "within 366 days"),
+        ("1999-01-01T00:00:00+00:00", "within 366 days"),
+    ],
+)
+def test_a_schedule_that_overflows_or_lies_absurdly_far_is_refused(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        schedule_in_range(datetime.fromisoformat(text), NOW)
+    assert schedule_in_range(NOW + timedelta(days=30), NOW) == NOW + timedelta(days=30)

@@ -17,6 +17,7 @@ Message: pending -> sending -> sent -> delivered -> read, or failed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -192,3 +193,20 @@ def status_after_check(status: CampaignStatus, counts: CampaignCounts) -> Campai
     if status in (C.SENDING, C.PAUSED) and is_complete(counts):
         return C.COMPLETED
     return status
+
+
+# A schedule further than this from now is a mistake (a wrong year), not a plan.
+SCHEDULE_HORIZON = timedelta(days=366)
+
+
+def schedule_in_range(at: datetime, now: datetime) -> datetime:
+    """``at`` in UTC (naive means UTC), or ValueError when it overflows or lies absurdly far."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+    if abs(utc - now) > SCHEDULE_HORIZON:
+        raise ValueError(f"must lie within {SCHEDULE_HORIZON.days} days of now")
+    return utc

@@ -85,7 +85,11 @@ def remove(campaign_id: CampaignId, session: DbSession) -> Response:
 
 @router.post("/{campaign_id}/launch", response_model=CampaignOut)
 def launch(campaign_id: CampaignId, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
-    """Start sending (409 unless draft/scheduled, 422 if no reachable recipient)."""
+    """Start sending, or schedule (409 unless draft/scheduled).
+
+    422 when no contact is reachable, a placeholder has no value, or a text is too long once
+    personalised (4,096 characters a message, 1,024 a template parameter).
+    """
     campaign = service.launch_campaign(session, get_settings(), followups, campaign_id)
     return drafts.campaign_out(session, campaign)
 

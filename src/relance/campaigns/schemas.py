@@ -7,8 +7,16 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from relance.campaigns.domain import schedule_in_range
+from relance.campaigns.texts import (
+    DEFAULT_VALUE_MAX,
+    TEMPLATE_PARAMETER_MAX,
+    TEMPLATE_PARAMETERS_MAX,
+    TEXT_MAX,
+)
 from relance.contacts.domain import valid_template
 from relance.contacts.schemas import IdList, no_nul
+from relance.models import utcnow
 
 
 def _check_text(value: str | None) -> str | None:
@@ -21,10 +29,21 @@ def _check_text(value: str | None) -> str | None:
     return value
 
 
+def _check_schedule(value: datetime | None) -> datetime | None:
+    return None if value is None else schedule_in_range(value, utcnow())
+
+
 Text = Annotated[str, AfterValidator(no_nul)]
 Defaults = Annotated[
-    dict[Annotated[Text, Field(max_length=100)], Annotated[Text, Field(max_length=1000)]],
+    dict[
+        Annotated[Text, Field(max_length=100)],
+        Annotated[Text, Field(max_length=DEFAULT_VALUE_MAX)],
+    ],
     Field(max_length=100),
+]
+# A template parameter is personalised like a message: its placeholders must parse.
+TemplateParameter = Annotated[
+    str, Field(max_length=TEMPLATE_PARAMETER_MAX), AfterValidator(_check_text)
 ]
 
 
@@ -33,25 +52,32 @@ class TemplateIn(BaseModel):
 
     name: Text = Field(min_length=1, max_length=512, examples=["spring_promo"])
     language: Text = Field(default="fr", min_length=2, max_length=15, examples=["fr"])
-    parameters: list[Text] = Field(default_factory=list, max_length=20, examples=[["{first_name}"]])
+    parameters: list[TemplateParameter] = Field(
+        default_factory=list, max_length=TEMPLATE_PARAMETERS_MAX, examples=[["{first_name}"]]
+    )
 
 
 class CampaignBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message_1_template: TemplateIn | None = None
-    message_2: str | None = Field(default=None, max_length=4096, examples=["Merci {first_name} !"])
+    message_2: str | None = Field(
+        default=None, max_length=TEXT_MAX, examples=["Merci {first_name} !"]
+    )
     category_ids: IdList = Field(default_factory=list, examples=[[1]])
     contact_ids: IdList = Field(default_factory=list)
-    scheduled_at: datetime | None = None
+    scheduled_at: datetime | None = Field(
+        default=None, description="when to start; within a year of now (naive means UTC)"
+    )
     placeholder_defaults: Defaults = Field(default_factory=dict, examples=[{"first_name": "there"}])
 
     _texts = field_validator("message_2")(_check_text)
+    _schedule = field_validator("scheduled_at")(_check_schedule)
 
 
 class CampaignCreate(CampaignBase):
     name: Text = Field(min_length=1, max_length=200, examples=["Relance printemps"])
-    message_1: str = Field(min_length=1, max_length=4096, examples=["Bonjour {first_name} !"])
+    message_1: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Bonjour {first_name} !"])
     reply_window_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
 
     _m1 = field_validator("message_1")(_check_text)
@@ -59,7 +85,7 @@ class CampaignCreate(CampaignBase):
 
 class CampaignUpdate(CampaignBase):
     name: Text | None = Field(default=None, min_length=1, max_length=200)
-    message_1: str | None = Field(default=None, min_length=1, max_length=4096)
+    message_1: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
     reply_window_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
     category_ids: IdList | None = None  # type: ignore[assignment]
     contact_ids: IdList | None = None  # type: ignore[assignment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from relance.campaigns import repository as repo
+from relance.campaigns import texts
 from relance.campaigns.domain import (
     CampaignStatus,
     MessageKind,
@@ -24,13 +26,14 @@ from relance.campaigns.followups import (
     after_commit_send,
 )
 from relance.config import Settings
-from relance.contacts.domain import contact_values, missing_placeholders
+from relance.contacts.domain import contact_values, missing_placeholders, rendered_length
 from relance.errors import Conflict, Invalid, not_found
 from relance.models import Campaign, Contact, Message, Recipient, utcnow
 
 log = logging.getLogger(__name__)
 S = RecipientState
 C = CampaignStatus
+EMPTY_AUDIENCE = "the audience is empty once opted-out contacts are removed"
 
 
 def get_campaign(session: Session, campaign_id: int, lock: bool = False) -> Campaign:
@@ -46,26 +49,53 @@ def get_campaign(session: Session, campaign_id: int, lock: bool = False) -> Camp
 # Launch ---------------------------------------------------------------------------------------
 
 
-def check_placeholders(session: Session, campaign: Campaign) -> None:
-    """422 listing how many recipients lack a value for each placeholder without a default."""
-    texts = [campaign.message_1, campaign.message_2 or ""]
-    if campaign.message_1_template:
-        texts.extend(str(p) for p in campaign.message_1_template.get("parameters", []))
+@dataclass
+class _TooLong:
+    """Recipients for whom one text is too long once personalised."""
+
+    recipients: int = 0
+    longest: int = 0
+    first_contact: int | None = None
+
+    def add(self, contact_id: int, length: int) -> None:
+        self.recipients += 1
+        self.longest = max(self.longest, length)
+        if self.first_contact is None or contact_id < self.first_contact:
+            self.first_contact = contact_id
+
+
+def check_texts(session: Session, campaign: Campaign) -> None:
+    """422 unless every recipient gets texts that parse, fill and fit WhatsApp's limits.
+
+    The audience is read only when a placeholder lacks a default or when a text could
+    exceed its limit with the longest values a contact may hold: a launch with neither
+    reads no contact, whatever its audience's size.
+    """
+    template = campaign.message_1_template
+    all_texts = texts.campaign_texts(campaign.message_1, campaign.message_2, template)
+    problems = texts.form_problems(all_texts, template)
+    if problems:
+        raise Invalid(problems)
     defaults = campaign.placeholder_defaults or {}
-    lacking: dict[str, int] = {}
-    needed = set().union(*(missing_placeholders(t, {}) for t in texts)) - set(defaults)
-    if not needed:
+    needed = set().union(*(missing_placeholders(t.text, {}) for t in all_texts)) - set(defaults)
+    at_risk = texts.may_exceed(all_texts, defaults)
+    if not needed and not at_risk:
         return  # nothing to look up: don't read the whole audience
-    audience = repo.audience_query(campaign.id)
+    lacking: dict[str, int] = {}
+    too_long = {t.field: _TooLong() for t in at_risk}
     rows = session.execute(
-        select(Contact.first_name, Contact.last_name, Contact.attributes).where(
-            audience, Contact.opted_out_at.is_(None)
-        )
+        select(Contact.id, Contact.first_name, Contact.last_name, Contact.attributes)
+        .where(repo.audience_query(campaign.id), Contact.opted_out_at.is_(None))
+        .execution_options(yield_per=1000)
     )
-    for first, last, attributes in rows:
+    for contact_id, first, last, attributes in rows:
         values = contact_values(first, last, attributes or {})
         for name in needed - set(values):
             lacking[name] = lacking.get(name, 0) + 1
+        for text in at_risk:
+            length = rendered_length(text.text, values, defaults)
+            if length > text.limit:
+                too_long[text.field].add(contact_id, length)
     if lacking:
         parts = ", ".join(
             f"{{{k}}} missing for {v} recipient(s)" for k, v in sorted(lacking.items())
@@ -74,6 +104,25 @@ def check_placeholders(session: Session, campaign: Campaign) -> None:
             f"message placeholders without a value: {parts}; "
             "fill the contacts' attributes or give placeholder_defaults"
         )
+    errors = [
+        {
+            "field": text.field,
+            "msg": texts.too_long_message(
+                text, seen.longest, seen.recipients, seen.first_contact or 0
+            ),
+        }
+        for text in at_risk
+        if (seen := too_long[text.field]).recipients
+    ]
+    if errors:
+        raise Invalid(errors)
+
+
+def check_launch(session: Session, campaign: Campaign) -> None:
+    """What a launch needs, checked at launch and again when a scheduled campaign starts."""
+    if not repo.has_reachable_contact(session, campaign.id):
+        raise Invalid(EMPTY_AUDIENCE)
+    check_texts(session, campaign)
 
 
 def launch_campaign(
@@ -91,9 +140,7 @@ def launch_campaign(
             f"campaign {campaign_id} is {campaign.status}: only a draft or a "
             "scheduled campaign can be launched"
         )
-    if not repo.has_reachable_contact(session, campaign.id):
-        raise Invalid("the audience is empty once opted-out contacts are removed")
-    check_placeholders(session, campaign)
+    check_launch(session, campaign)
     if campaign.status == C.DRAFT and campaign.scheduled_at and campaign.scheduled_at > now:
         campaign.status = C.SCHEDULED.value
         session.flush()
@@ -105,6 +152,10 @@ def start_sending(
     session: Session, settings: Settings, followups: Followups, campaign: Campaign, now: datetime
 ) -> Campaign:
     inserted, skipped = repo.fan_out(session, campaign.id, now)
+    if inserted == 0:
+        # The audience emptied between the check and the fan-out (a contact opted out or was
+        # deleted meanwhile): a campaign of no recipient would never complete.
+        raise Invalid(EMPTY_AUDIENCE)
     campaign.status = C.SENDING.value
     campaign.started_at = now
     campaign.total = inserted
@@ -119,19 +170,55 @@ def start_sending(
     return campaign
 
 
+def _reason(detail: Any) -> str:
+    """One sentence out of an Invalid's detail (a text, or a list of ``{field, msg}``)."""
+    if isinstance(detail, list):
+        return "; ".join(str(item.get("msg", item)) for item in detail)
+    return str(detail)
+
+
 def start_due_scheduled(
     session: Session, settings: Settings, followups: Followups, now: datetime | None = None
 ) -> list[int]:
-    """Scheduled campaigns whose time has come start sending."""
+    """Scheduled campaigns whose time has come start sending, checked again like a launch.
+
+    One that cannot start (its audience emptied, a contact's values make a text too long...)
+    ends ``cancelled`` with the reason in ``status_reason``. Each campaign runs in its own
+    savepoint, so one that fails leaves the others to start. Returns the started ids.
+    """
     now = now or utcnow()
     due = session.scalars(
         select(Campaign)
         .where(Campaign.status == C.SCHEDULED.value, Campaign.scheduled_at <= now)
+        .order_by(Campaign.id)
         .with_for_update(skip_locked=True)
     ).all()
+    started = []
     for campaign in due:
-        start_sending(session, settings, followups, campaign, now)
-    return [c.id for c in due]
+        try:
+            with session.begin_nested():
+                check_launch(session, campaign)
+                start_sending(session, settings, followups, campaign, now)
+            started.append(campaign.id)
+        except Invalid as exc:
+            reason = f"not started at its scheduled time: {_reason(exc.detail)}"
+            _cancel_unstarted(session, campaign, reason, now)
+        except Exception:
+            # Left scheduled: the next dispatcher run tries it again.
+            log.exception("scheduled campaign failed to start", extra={"campaign_id": campaign.id})
+    return started
+
+
+def _cancel_unstarted(session: Session, campaign: Campaign, reason: str, now: datetime) -> None:
+    session.refresh(campaign)  # the savepoint's rollback expired it
+    campaign.status = C.CANCELLED.value
+    campaign.status_reason = reason
+    campaign.cancelled_at = now
+    campaign.completed_at = now
+    session.flush()
+    log.warning(
+        "scheduled campaign cancelled", extra={"campaign_id": campaign.id, "reason": reason}
+    )
 
 
 # Replies and opt-outs -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from relance.contacts import service
 from relance.contacts.endpoints import Limit, Offset, error_responses
 from relance.contacts.schemas import (
     MAX_ID,
-    MAX_IDS,
+    MAX_QUERY_IDS,
     AudienceCount,
     CategoryContactsAdd,
     CategoryCreate,
@@ -26,7 +26,7 @@ from relance.models import Category
 router = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
 
 CategoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
-IdsQuery = Annotated[list[Id] | None, Query(max_length=MAX_IDS)]
+IdsQuery = Annotated[list[Id] | None, Query(max_length=MAX_QUERY_IDS)]
 
 
 def category_out(category: Category, contact_count: int) -> CategoryOut:

@@ -39,6 +39,7 @@ from relance.contacts.domain import InvalidPhone, normalize_phone, quoted
 from relance.contacts.schemas import (
     ATTRIBUTE_VALUE_MAX,
     MAX_REJECTED_LISTED,
+    NAME_MAX,
     ImportResult,
     RejectedRow,
 )
@@ -56,7 +57,6 @@ BATCH_MAX_WEIGHT = 8_000_000
 OBJECT_WEIGHT = 100  # a cell or a category name: a str object, a dict entry, a link
 # One record (a row, with the lines its quoted cells span): what is read into memory at once.
 MAX_RECORD_CHARS = 1_000_000
-NAME_MAX = 200
 ATTRIBUTE_KEY_MAX = 100
 HEADER_NAMES_QUOTED = 10
 CATEGORY_NAMES_PER_QUERY = 1_000

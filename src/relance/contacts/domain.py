@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import phonenumbers
@@ -66,10 +66,22 @@ def placeholders(template: str) -> set[str]:
     return names
 
 
+NAME_FIELDS = ("first_name", "last_name")
+
+
 def contact_values(
     first_name: str, last_name: str, attributes: Mapping[str, Any]
 ) -> dict[str, str]:
-    values = {str(k): str(v) for k, v in attributes.items() if v is not None and v != ""}
+    """What fills a contact's placeholders.
+
+    The names come from the contact's own fields only: an attribute called ``first_name``
+    never stands in for an empty name, so a ``{first_name}`` is never longer than a name.
+    """
+    values = {
+        str(k): str(v)
+        for k, v in attributes.items()
+        if v is not None and v != "" and k not in NAME_FIELDS
+    }
     if first_name:
         values["first_name"] = first_name
     if last_name:
@@ -81,16 +93,54 @@ def missing_placeholders(template: str, values: Mapping[str, str]) -> set[str]:
     return {p for p in placeholders(template) if p not in values}
 
 
+def _pieces(template: str, values: Mapping[str, str], defaults: Mapping[str, Any]) -> Iterator[str]:
+    """The literal parts and placeholder values of a rendering, in order."""
+    for literal, field, _, _ in _FORMATTER.parse(template):
+        yield literal
+        if field is not None:
+            if field in values:
+                yield values[field]
+            elif field in defaults:
+                yield str(defaults[field])
+
+
 def render(template: str, values: Mapping[str, str], defaults: Mapping[str, Any]) -> str:
     """Fill the placeholders; a value missing for the contact takes the campaign's default."""
-    merged = {str(k): str(v) for k, v in defaults.items()}
-    merged.update(values)
-    out: list[str] = []
+    return "".join(_pieces(template, values, defaults))
+
+
+def rendered_length(template: str, values: Mapping[str, str], defaults: Mapping[str, Any]) -> int:
+    """``len(render(...))`` without building the text."""
+    return sum(len(piece) for piece in _pieces(template, values, defaults))
+
+
+def render_within(
+    template: str, values: Mapping[str, str], defaults: Mapping[str, Any], limit: int
+) -> tuple[str, int]:
+    """The rendering cut at ``limit`` characters, and its whole length.
+
+    Never builds more than ``limit`` characters, whatever the values' sizes.
+    """
+    kept: list[str] = []
+    room = limit
+    total = 0
+    for piece in _pieces(template, values, defaults):
+        total += len(piece)
+        if room > 0:
+            kept.append(piece[:room])
+            room -= len(kept[-1])
+    return "".join(kept), total
+
+
+def longest_rendering(template: str, bound: Callable[[str], int]) -> int:
+    """The length of the longest rendering when no placeholder ``p`` gets more than
+    ``bound(p)`` characters (a placeholder without value renders empty)."""
+    total = 0
     for literal, field, _, _ in _FORMATTER.parse(template):
-        out.append(literal)
+        total += len(literal)
         if field is not None:
-            out.append(merged.get(field, ""))
-    return "".join(out)
+            total += bound(field)
+    return total
 
 
 def valid_template(template: str) -> str | None:

@@ -28,9 +28,21 @@ from relance.api import DbSession, require_api_key
 from relance.auth import find_api_key
 from relance.campaigns import drafts, service
 from relance.campaigns.domain import CampaignStatus, MessageKind
+from relance.campaigns.texts import (
+    DEFAULT_VALUE_MAX,
+    TEMPLATE_PARAMETER_MAX,
+    TEMPLATE_PARAMETERS_MAX,
+    TEXT_MAX,
+    campaign_texts,
+)
 from relance.config import get_settings
 from relance.contacts import service as contacts
-from relance.contacts.domain import contact_values, missing_placeholders, render, valid_template
+from relance.contacts.domain import (
+    contact_values,
+    missing_placeholders,
+    render_within,
+    valid_template,
+)
 from relance.contacts.schemas import MAX_ID, MAX_IDS
 from relance.errors import NotFound
 from relance.gate import API_KEY_COOKIE
@@ -375,17 +387,17 @@ def timeline(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
 
 
 class PreviewIn(BaseModel):
-    message_1: str = Field(default="", max_length=4096)
-    message_2: str | None = Field(default=None, max_length=4096)
-    template_parameters: list[Annotated[str, Field(max_length=1024)]] = Field(
-        default_factory=list, max_length=100
+    message_1: str = Field(default="", max_length=TEXT_MAX)
+    message_2: str | None = Field(default=None, max_length=TEXT_MAX)
+    template_parameters: list[Annotated[str, Field(max_length=TEMPLATE_PARAMETER_MAX)]] = Field(
+        default_factory=list, max_length=TEMPLATE_PARAMETERS_MAX
     )
     category_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         default_factory=list, max_length=MAX_IDS
     )
-    placeholder_defaults: dict[Annotated[str, Field(max_length=100)], str] = Field(
-        default_factory=dict, max_length=100
-    )
+    placeholder_defaults: dict[
+        Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=DEFAULT_VALUE_MAX)]
+    ] = Field(default_factory=dict, max_length=100)
 
 
 class SampleContact(BaseModel):
@@ -431,27 +443,29 @@ def preview(data: PreviewIn, session: DbSession) -> dict[str, Any]:
         if contact
         else {}
     )
-    texts = {"message_1": data.message_1, "message_2": data.message_2}
+    defaults = data.placeholder_defaults
     errors: dict[str, str] = {}
-    rendered: dict[str, str | None] = {}
     missing: set[str] = set()
-    for field, text in texts.items():
-        problem = valid_template(text) if text is not None else None
+    shown: dict[str, str | None] = {}
+    template = {"parameters": data.template_parameters}
+    for text in campaign_texts(data.message_1, data.message_2, template):
+        field = text.field.replace("message_1_template.parameters", "template_parameters")
+        problem = valid_template(text.text)
         if problem:
             errors[field] = problem
-            rendered[field] = None
-        elif text is not None:
-            rendered[field] = render(text, values, data.placeholder_defaults)
-            missing |= missing_placeholders(text, {**data.placeholder_defaults, **values})
-    parameters = []
-    for i, parameter in enumerate(data.template_parameters):
-        problem = valid_template(parameter)
-        if problem:
-            errors[f"template_parameters.{i}"] = problem
-            parameters.append("")
-        else:
-            parameters.append(render(parameter, values, data.placeholder_defaults))
-            missing |= missing_placeholders(parameter, {**data.placeholder_defaults, **values})
+            shown[field] = None
+            continue
+        missing |= missing_placeholders(text.text, {**defaults, **values})
+        # Cut at the limit: a long attribute in many placeholders must not build megabytes.
+        shown[field], length = render_within(text.text, values, defaults, text.limit)
+        if length > text.limit:
+            errors[field] = (
+                f"too long once personalised for this contact: {length:,} characters; "
+                f"{text.limited_by} allows {text.limit:,}"
+            )
+    parameters = [
+        shown[f"template_parameters.{i}"] or "" for i in range(len(data.template_parameters))
+    ]
     sample = (
         SampleContact(
             id=contact.id,
@@ -464,8 +478,8 @@ def preview(data: PreviewIn, session: DbSession) -> dict[str, Any]:
     )
     return {
         "contact": sample,
-        "message_1": rendered.get("message_1"),
-        "message_2": rendered.get("message_2"),
+        "message_1": shown["message_1"],
+        "message_2": shown.get("message_2"),
         "template_parameters": parameters,
         "missing": sorted(missing),
         "errors": errors,

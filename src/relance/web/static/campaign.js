@@ -191,7 +191,9 @@
     button.disabled = false;
     if (!answer.ok) {
       const detail = answer.data && answer.data.detail;
-      R.showAlert($("action-error"), typeof detail === "string" ? detail : JSON.stringify(detail));
+      // A launch refused for several texts answers a list of {field, msg}: show each sentence.
+      const text = Array.isArray(detail) ? detail.map((d) => d.msg || JSON.stringify(d)).join(" ") : detail;
+      R.showAlert($("action-error"), typeof text === "string" ? text : JSON.stringify(text));
       return;
     }
     if (action === "delete") {

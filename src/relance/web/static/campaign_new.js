@@ -169,9 +169,10 @@
       : data.message_2 || "(no Message 2: a contact is done once Message 1 is sent)";
     const parameters = $("preview-parameters");
     parameters.replaceChildren(
-      ...data.template_parameters.map((value) => {
+      ...data.template_parameters.map((value, i) => {
         const item = document.createElement("li");
-        item.textContent = value;
+        const error = data.errors["template_parameters." + i];
+        item.textContent = error ? "⚠ " + error : value;
         return item;
       }),
     );
