@@ -171,3 +171,41 @@ def test_0004_keeps_one_message_1_per_recipient_both_ways(database_url: str) -> 
     assert _rows(url, "SELECT count(*) FROM recipients WHERE message_1_created_at IS NULL") == [
         (0,)
     ]
+
+
+def test_sqlite_table_rebuilds_keep_the_rows_that_refer_to_them(database_url: str) -> None:
+    """0003 rebuilds ``messages`` on SQLite (batch mode: copy, DROP, rename). With foreign keys
+    on, that DROP ran ``inbound_events``' ON DELETE SET NULL and unlinked every stored event
+    from its message; the migrations now run with them off, checked before each commit."""
+    url = database_url
+    downgrade(url, "0002")
+    _insert_campaign(url, "sending", None)
+    with engine_for(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO contacts (phone, first_name, last_name, attributes, created_at, "
+                "updated_at) VALUES ('+33600000001', 'a', 'b', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO recipients (campaign_id, contact_id, state) VALUES (1, 1, 'queued')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (recipient_id, campaign_id, kind, priority, status, "
+                "provider, attempts, created_at) VALUES (1, 1, 'message_1', 1, 'sent', "
+                "'simulator', 1, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO inbound_events (provider, dedup_key, kind, payload, received_at, "
+                "message_id, recipient_id, matched) VALUES ('meta', 'k', 'status', '{}', "
+                "CURRENT_TIMESTAMP, 1, 1, true)"
+            )
+        )
+    upgrade(url=url)
+    assert _rows(url, "SELECT message_id, recipient_id FROM inbound_events") == [(1, 1)]
+    assert _rows(url, "SELECT count(*) FROM messages") == [(1,)]
+
