@@ -179,3 +179,19 @@ def test_events_stream_ends_when_completed(
     assert "event: stats" in text
     assert '"completed": true' in text
     assert text.rstrip().endswith("data: {}")
+
+
+def test_openapi_documents_erased_recipients(
+    client: TestClient,
+) -> None:
+    """Clients learn from the schema that a deleted contact's recipient shows nulls."""
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    for schema, fields in (
+        ("RecipientOut", ("contact_id", "phone", "first_name", "last_name")),
+        ("BlockingOut", ("contact_id", "phone")),
+    ):
+        for name in fields:
+            field = schemas[schema]["properties"][name]
+            assert {"type": "null"} in field["anyOf"], (schema, name)
+            assert "contact was deleted" in field["description"], (schema, name)

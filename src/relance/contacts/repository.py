@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -31,7 +32,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
 
 from relance.campaigns.domain import OPEN_RECIPIENT_STATES
-from relance.models import Base, Category, Contact, Recipient, contact_categories, utcnow
+from relance.models import (
+    Base,
+    Category,
+    Contact,
+    InboundEvent,
+    Message,
+    Recipient,
+    contact_categories,
+    utcnow,
+)
 
 T = TypeVar("T")
 CONTACTS: Table = Base.metadata.tables["contacts"]
@@ -145,6 +155,56 @@ def page(
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.order_by(Contact.id).limit(limit).offset(offset)))
     return items, total
+
+
+# Deletion --------------------------------------------------------------------------------
+
+# What an erased text says where a phone number was.
+ERASED = "[erased]"
+ERASED_PAYLOAD: dict[str, Any] = {"erased": True}
+
+
+def erase_traces_of(session: Session, contact_id: int, phone: str) -> None:
+    """Erase what the campaigns keep about the contact beyond its id, before it is deleted.
+
+    Its recipients and their messages stay (states and times: the campaigns' numbers), but
+    the webhook payloads stored about them are replaced, and its number is cut out of the
+    provider error texts that quote it. Deleting the contact then nulls their contact_id.
+    """
+    recipient_ids = list(
+        session.scalars(select(Recipient.id).where(Recipient.contact_id == contact_id))
+    )
+    if not recipient_ids:
+        return
+    message_ids = list(
+        session.scalars(select(Message.id).where(Message.recipient_id.in_(recipient_ids)))
+    )
+    # Two statements by id rather than one OR: each is an index lookup on its own column.
+    for column, ids in (
+        (InboundEvent.recipient_id, recipient_ids),
+        (InboundEvent.message_id, message_ids),
+    ):
+        for part in chunks(ids, MAX_BIND_PARAMS):
+            session.execute(
+                update(InboundEvent)
+                .where(column.in_(part))
+                .values(payload=ERASED_PAYLOAD)
+                .execution_options(synchronize_session=False)
+            )
+    digits = phone.lstrip("+")  # "+33612345678", "whatsapp:+33612345678" and "33612345678"
+    for part in chunks(recipient_ids, MAX_BIND_PARAMS):
+        session.execute(
+            update(Message)
+            .where(Message.recipient_id.in_(part), Message.error_text.contains(digits))
+            .values(error_text=func.replace(Message.error_text, digits, ERASED))
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Recipient)
+            .where(Recipient.id.in_(part), Recipient.last_error.contains(digits))
+            .values(last_error=func.replace(Recipient.last_error, digits, ERASED))
+            .execution_options(synchronize_session=False)
+        )
 
 
 def open_campaigns_of(session: Session, contact_id: int) -> list[int]:

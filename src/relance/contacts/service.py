@@ -130,16 +130,22 @@ def update_contact(
 
 
 def delete_contact(session: Session, contact_id: int) -> None:
-    """Delete a contact, unless a running campaign still waits on it."""
+    """Erase a contact, unless a campaign that has not finished with it needs it.
+
+    Its finished campaigns keep its recipient, anonymised: ``contact_id`` NULL, states and
+    times kept, the webhook payloads and error texts about it erased (right to erasure).
+    """
     contact = get_contact(session, contact_id)
-    # Deleting would cascade to its recipient row and leave that campaign's counters
-    # waiting forever for a recipient that no longer exists.
-    campaigns = repo.open_campaigns_of(session, contact_id)
-    if campaigns:
+    # An open recipient needs the contact's phone and names for its next message.
+    running = repo.open_campaigns_of(session, contact_id)
+    if running:
         raise Conflict(
-            f"contact {contact_id} is still a recipient of unfinished campaigns {campaigns}: "
+            f"contact {contact_id} is still a recipient of unfinished campaigns {running}: "
             "opt it out instead, or wait until they finish"
         )
+    repo.erase_traces_of(session, contact_id, contact.phone)
+    # The database does the rest: its recipients' contact_id becomes NULL (ON DELETE SET
+    # NULL), its category links and the lists of campaigns already started go (CASCADE).
     session.delete(contact)
     session.flush()
 
