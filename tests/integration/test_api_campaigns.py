@@ -181,10 +181,11 @@ def test_events_stream_ends_when_completed(
     assert text.rstrip().endswith("data: {}")
 
 
-def test_openapi_documents_erased_recipients(
+def test_openapi_documents_erased_recipients_and_the_deletion_conflicts(
     client: TestClient,
 ) -> None:
-    """Clients learn from the schema that a deleted contact's recipient shows nulls."""
+    """Clients learn from the schema that a deleted contact's recipient shows nulls, and that
+    deleting a contact or a category can be refused."""
     doc = client.get("/openapi.json").json()
     schemas = doc["components"]["schemas"]
     for schema, fields in (
@@ -195,3 +196,6 @@ def test_openapi_documents_erased_recipients(
             field = schemas[schema]["properties"][name]
             assert {"type": "null"} in field["anyOf"], (schema, name)
             assert "contact was deleted" in field["description"], (schema, name)
+    for path in ("/api/contacts/{contact_id}", "/api/categories/{category_id}"):
+        conflict = doc["paths"][path]["delete"]["responses"]["409"]
+        assert "draft or scheduled campaign" in conflict["description"], path

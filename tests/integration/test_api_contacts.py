@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
 from relance.db import session_scope
-from relance.models import Base, Campaign, Contact, InboundEvent, Message, Recipient
+from relance.models import Base, Campaign, Contact, InboundEvent, Message, Recipient, utcnow
 from relance.providers.base import PermanentError
 from tests.api_helpers import api_client, row_counts
 from tests.integration.test_webhooks_api import (
@@ -390,6 +391,49 @@ def test_delete_of_a_contact_a_running_campaign_waits_on_is_409(
             select(Recipient.state, Recipient.contact_id).order_by(Recipient.id)
         ).all()
     assert [tuple(row) for row in states] == [("awaiting_reply", waiting["id"]), ("failed", None)]
+
+
+def _campaign(client: TestClient, name: str, **fields: Any) -> int:
+    response = client.post("/api/campaigns", json={"name": name, "message_1": "Bonjour", **fields})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def test_delete_of_a_contact_listed_in_a_draft_or_scheduled_campaign_is_409_naming_them(
+    client: TestClient, settings: Settings
+) -> None:
+    """Deleting it would shrink (or empty) the audience of a campaign not started yet, unsaid."""
+    vip = _category(client, "VIP")
+    listed = _contact(client, "0612345678", category_ids=[vip])["id"]
+    other = _contact(client, "0698765432")["id"]
+    spring = _campaign(client, "Spring", contact_ids=[listed, other])
+    tomorrow = (utcnow() + timedelta(days=1)).isoformat()
+    summer = _campaign(client, "Summer", contact_ids=[listed], scheduled_at=tomorrow)
+    assert client.post(f"/api/campaigns/{summer}/launch").json()["status"] == "scheduled"
+    autumn = _campaign(client, "Autumn", category_ids=[vip])  # reaches it through VIP only
+    before = row_counts(settings, *TABLES, "campaign_contacts", "campaign_categories")
+
+    response = client.delete(f"/api/contacts/{listed}")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"contact {listed} is listed in draft or scheduled campaigns "
+        f"{spring} 'Spring', {summer} 'Summer': remove it from them first"
+    }
+    assert row_counts(settings, *TABLES, "campaign_contacts", "campaign_categories") == before
+    assert client.get(f"/api/campaigns/{spring}").json()["contact_ids"] == [listed, other]
+    assert client.get(f"/api/campaigns/{summer}").json()["contact_ids"] == [listed]
+
+    # Out of their lists, it can go; belonging to a category a draft uses does not hold it.
+    assert client.patch(f"/api/campaigns/{spring}", json={"contact_ids": [other]}).is_success
+    response = client.delete(f"/api/contacts/{listed}")
+    assert response.status_code == 409
+    assert response.json()["detail"].endswith(
+        f"campaigns {summer} 'Summer': remove it from them first"
+    )
+    assert client.delete(f"/api/campaigns/{summer}").status_code == 204
+    assert client.delete(f"/api/contacts/{listed}").status_code == 204
+    assert client.get(f"/api/campaigns/{autumn}").json()["category_ids"] == [vip]
 
 
 def _every_value(settings: Settings) -> str:

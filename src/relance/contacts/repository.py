@@ -31,14 +31,17 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
 
-from relance.campaigns.domain import OPEN_RECIPIENT_STATES
+from relance.campaigns.domain import OPEN_RECIPIENT_STATES, CampaignStatus
 from relance.models import (
     Base,
+    Campaign,
     Category,
     Contact,
     InboundEvent,
     Message,
     Recipient,
+    campaign_categories,
+    campaign_contacts,
     contact_categories,
     utcnow,
 )
@@ -159,9 +162,52 @@ def page(
 
 # Deletion --------------------------------------------------------------------------------
 
+# A launch reads its audience from these lists: deleting what they name would change (or
+# empty) the audience of a campaign that has not started yet.
+NOT_STARTED = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 # What an erased text says where a phone number was.
 ERASED = "[erased]"
 ERASED_PAYLOAD: dict[str, Any] = {"erased": True}
+
+
+def lock_contact(session: Session, contact_id: int) -> Contact | None:
+    """The contact, locked until the transaction ends.
+
+    A launch that is adding the contact to a campaign holds a key-share lock on it (its
+    recipients' foreign key): this waits for that launch, whose recipient the checks then see.
+    """
+    return session.scalars(
+        select(Contact).where(Contact.id == contact_id).with_for_update()
+    ).one_or_none()
+
+
+def lock_category(session: Session, category_id: int) -> Category | None:
+    """The category, locked until the transaction ends (see ``lock_contact``)."""
+    return session.scalars(
+        select(Category).where(Category.id == category_id).with_for_update()
+    ).one_or_none()
+
+
+def not_started_campaigns_listing(session: Session, contact_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the draft or scheduled campaigns that list the contact by id."""
+    stmt = (
+        select(Campaign.id, Campaign.name)
+        .join(campaign_contacts, campaign_contacts.c.campaign_id == Campaign.id)
+        .where(campaign_contacts.c.contact_id == contact_id, Campaign.status.in_(NOT_STARTED))
+        .order_by(Campaign.id)
+    )
+    return [(campaign_id, name) for campaign_id, name in session.execute(stmt)]
+
+
+def not_started_campaigns_using(session: Session, category_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the draft or scheduled campaigns whose audience has the category."""
+    stmt = (
+        select(Campaign.id, Campaign.name)
+        .join(campaign_categories, campaign_categories.c.campaign_id == Campaign.id)
+        .where(campaign_categories.c.category_id == category_id, Campaign.status.in_(NOT_STARTED))
+        .order_by(Campaign.id)
+    )
+    return [(campaign_id, name) for campaign_id, name in session.execute(stmt)]
 
 
 def erase_traces_of(session: Session, contact_id: int, phone: str) -> None:
