@@ -377,3 +377,23 @@ def test_a_scheduled_campaign_that_cannot_start_is_cancelled_with_the_reason(
     page = client.get(f"/campaigns/{cid}").text
     assert reason in page
     assert 'data-status="cancelled"' in page
+
+
+def test_openapi_documents_erased_recipients_and_the_deletion_conflicts(
+    client: TestClient,
+) -> None:
+    """Clients learn from the schema that a deleted contact's recipient shows nulls, and that
+    deleting a contact or a category can be refused."""
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    for schema, fields in (
+        ("RecipientOut", ("contact_id", "phone", "first_name", "last_name")),
+        ("BlockingOut", ("contact_id", "phone")),
+    ):
+        for name in fields:
+            field = schemas[schema]["properties"][name]
+            assert {"type": "null"} in field["anyOf"], (schema, name)
+            assert "contact was deleted" in field["description"], (schema, name)
+    for path in ("/api/contacts/{contact_id}", "/api/categories/{category_id}"):
+        conflict = doc["paths"][path]["delete"]["responses"]["409"]
+        assert "draft or scheduled campaign" in conflict["description"], path

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from relance.config import Settings
+from relance.db import session_scope
+from relance.models import Campaign, utcnow
 from tests.api_helpers import api_client, row_counts
 
 TABLES = ("contacts", "contact_categories", "categories")
@@ -161,6 +164,58 @@ def test_delete_keeps_the_contacts(client: TestClient, settings: Settings) -> No
         "contact_categories": 0,
         "categories": 0,
     }
+
+
+def _campaign(client: TestClient, name: str, category_ids: list[int], **fields: Any) -> int:
+    body = {"name": name, "message_1": "Bonjour", "category_ids": category_ids, **fields}
+    response = client.post("/api/campaigns", json=body)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def test_delete_of_a_category_a_draft_or_scheduled_campaign_uses_is_409_naming_them(
+    client: TestClient, settings: Settings
+) -> None:
+    """Deleting the only category of a scheduled campaign used to answer 204 and empty its
+    audience without a word (its category_ids became [])."""
+    vip = _category(client, "VIP")["id"]
+    other = _category(client, "Other")["id"]
+    _contact(client, "0612345678", category_ids=[vip])
+    spring = _campaign(client, "Spring", [vip, other])
+    tomorrow = (utcnow() + timedelta(days=1)).isoformat()
+    summer = _campaign(client, "Summer", [vip], scheduled_at=tomorrow)
+    assert client.post(f"/api/campaigns/{summer}/launch").json()["status"] == "scheduled"
+    before = row_counts(settings, *TABLES, "campaign_categories")
+
+    response = client.delete(f"/api/categories/{vip}")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"category {vip} is used by draft or scheduled campaigns "
+        f"{spring} 'Spring', {summer} 'Summer': remove it from them first"
+    }
+    assert row_counts(settings, *TABLES, "campaign_categories") == before
+    assert client.get(f"/api/campaigns/{summer}").json()["category_ids"] == [vip]
+
+    # Campaigns already started (or over) have their recipients: they do not hold it.
+    assert client.patch(f"/api/campaigns/{spring}", json={"category_ids": [other]}).is_success
+    with session_scope(settings) as session:
+        started = session.get_one(Campaign, summer)
+        started.status, started.completed_at = "completed", utcnow()
+    assert client.delete(f"/api/categories/{vip}").status_code == 204
+    assert client.get(f"/api/categories/{vip}").status_code == 404
+    assert client.get(f"/api/campaigns/{spring}").json()["category_ids"] == [other]
+
+
+def test_delete_names_the_first_twenty_campaigns_and_counts_the_rest(client: TestClient) -> None:
+    vip = _category(client, "VIP")["id"]
+    ids = [_campaign(client, f"C{i}", [vip]) for i in range(22)]
+    detail = client.delete(f"/api/categories/{vip}").json()["detail"]
+    named = ", ".join(f"{cid} 'C{i}'" for i, cid in enumerate(ids[:20]))
+    assert detail == (
+        f"category {vip} is used by draft or scheduled campaigns {named} and 2 more: "
+        "remove it from them first"
+    )
 
 
 def test_add_contacts_links_them_and_answers_the_new_count(client: TestClient) -> None:

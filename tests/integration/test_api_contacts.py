@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from relance.campaigns import service as campaigns
+from relance.campaigns.endpoints import get_followups
+from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
 from relance.db import session_scope
-from relance.models import Campaign, Recipient
+from relance.models import Base, Campaign, Contact, InboundEvent, Message, Recipient, utcnow
+from relance.providers.base import PermanentError
 from tests.api_helpers import api_client, row_counts
+from tests.integration.test_webhooks_api import (
+    message_body,
+    post_meta,
+    sent_messages,
+    status_body,
+    status_entry,
+    statuses_body,
+)
+from tests.support.engine import (
+    FakeProvider,
+    assert_counters_match_rows,
+    later,
+    make_campaign,
+    run_dispatch,
+    seed_contacts,
+)
+from tests.support.engine import phone as nth_phone
 
 TABLES = ("contacts", "contact_categories", "categories")
 
@@ -360,5 +383,151 @@ def test_delete_of_a_contact_a_running_campaign_waits_on_is_409(
     assert response.status_code == 409
     assert str(campaign_id) in response.json()["detail"]
     assert row_counts(settings, "contacts", "recipients") == {"contacts": 2, "recipients": 2}
+    # Its recipient in that campaign is final: the contact goes, the recipient stays, anonymised.
     assert client.delete(f"/api/contacts/{finished['id']}").status_code == 204
-    assert row_counts(settings, "contacts", "recipients") == {"contacts": 1, "recipients": 1}
+    assert row_counts(settings, "contacts", "recipients") == {"contacts": 1, "recipients": 2}
+    with session_scope(settings) as session:
+        states = session.execute(
+            select(Recipient.state, Recipient.contact_id).order_by(Recipient.id)
+        ).all()
+    assert [tuple(row) for row in states] == [("awaiting_reply", waiting["id"]), ("failed", None)]
+
+
+def _campaign(client: TestClient, name: str, **fields: Any) -> int:
+    response = client.post("/api/campaigns", json={"name": name, "message_1": "Bonjour", **fields})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def test_delete_of_a_contact_listed_in_a_draft_or_scheduled_campaign_is_409_naming_them(
+    client: TestClient, settings: Settings
+) -> None:
+    """Deleting it would shrink (or empty) the audience of a campaign not started yet, unsaid."""
+    vip = _category(client, "VIP")
+    listed = _contact(client, "0612345678", category_ids=[vip])["id"]
+    other = _contact(client, "0698765432")["id"]
+    spring = _campaign(client, "Spring", contact_ids=[listed, other])
+    tomorrow = (utcnow() + timedelta(days=1)).isoformat()
+    summer = _campaign(client, "Summer", contact_ids=[listed], scheduled_at=tomorrow)
+    assert client.post(f"/api/campaigns/{summer}/launch").json()["status"] == "scheduled"
+    autumn = _campaign(client, "Autumn", category_ids=[vip])  # reaches it through VIP only
+    before = row_counts(settings, *TABLES, "campaign_contacts", "campaign_categories")
+
+    response = client.delete(f"/api/contacts/{listed}")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"contact {listed} is listed in draft or scheduled campaigns "
+        f"{spring} 'Spring', {summer} 'Summer': remove it from them first"
+    }
+    assert row_counts(settings, *TABLES, "campaign_contacts", "campaign_categories") == before
+    assert client.get(f"/api/campaigns/{spring}").json()["contact_ids"] == [listed, other]
+    assert client.get(f"/api/campaigns/{summer}").json()["contact_ids"] == [listed]
+
+    # Out of their lists, it can go; belonging to a category a draft uses does not hold it.
+    assert client.patch(f"/api/campaigns/{spring}", json={"contact_ids": [other]}).is_success
+    response = client.delete(f"/api/contacts/{listed}")
+    assert response.status_code == 409
+    assert response.json()["detail"].endswith(
+        f"campaigns {summer} 'Summer': remove it from them first"
+    )
+    assert client.delete(f"/api/campaigns/{summer}").status_code == 204
+    assert client.delete(f"/api/contacts/{listed}").status_code == 204
+    assert client.get(f"/api/campaigns/{autumn}").json()["category_ids"] == [vip]
+
+
+def _every_value(settings: Settings) -> str:
+    """Every row of every table, as text: where a phone number would show if kept anywhere."""
+    with session_scope(settings) as session:
+        return "\n".join(
+            repr(tuple(row))
+            for table in Base.metadata.sorted_tables
+            for row in session.execute(select(table))
+        )
+
+
+def test_deleting_contacts_of_a_completed_campaign_erases_them_and_keeps_its_numbers(
+    settings: Settings,
+) -> None:
+    """Right to erasure without rewriting history: 9 recipients stay 9, the counters still
+    match a recount, and neither number is left anywhere in the database."""
+    followups = RecordingFollowups()
+    client = api_client(settings)
+    client.app.dependency_overrides[get_followups] = lambda: followups  # type: ignore[attr-defined]
+    with session_scope(settings) as session:
+        cid = make_campaign(session, [seed_contacts(session, 9)])
+    assert client.post(f"/api/campaigns/{cid}/launch").json()["status"] == "sending"
+    failing, answering = nth_phone(0), nth_phone(1)
+    # Twilio-like: the provider's error text quotes the number.
+    provider = FakeProvider(
+        fail=lambda m: (
+            PermanentError("63024", f"Invalid message recipient whatsapp:{m.to}")
+            if m.to == failing
+            else None
+        )
+    )
+    run_dispatch(settings, provider, followups)
+    sent = next(s for s in sent_messages(settings, cid) if s.phone == answering)
+    for status in ("delivered", "read"):
+        assert post_meta(client, status_body(sent, status)).status_code == 200
+    reply = message_body("webhook_text_reply.json", answering, sent.provider_message_id)
+    assert post_meta(client, reply).json()["matched"] == 1
+    run_dispatch(settings, provider, followups, message_ids=followups.sent)
+    with session_scope(settings) as session:
+        m2 = session.execute(
+            select(Message.id, Message.provider_message_id).where(Message.kind == "message_2")
+        ).one()
+    delivered = status_entry(m2.provider_message_id, "delivered", answering, m2.id)
+    assert post_meta(client, statuses_body(delivered)).status_code == 200
+    with session_scope(settings) as session:
+        assert campaigns.expire_windows(session, now=later(7200)) == 7
+    stats = client.get(f"/api/campaigns/{cid}/stats").json()
+    assert (stats["completed"], stats["total"], stats["message_2_sent"], stats["failed"]) == (
+        True,
+        9,
+        1,
+        1,
+    )
+    listing = client.get(f"/api/campaigns/{cid}/recipients").json()["items"]
+    kept = {r["phone"]: r for r in listing if r["phone"] in (failing, answering)}
+    tables = ("recipients", "messages", "inbound_events")
+    rows_before = row_counts(settings, *tables)
+    assert failing[1:] in _every_value(settings)  # the dump does see numbers
+
+    with session_scope(settings) as session:
+        ids = dict(session.execute(select(Contact.phone, Contact.id)).tuples().all())
+    for number in (failing, answering):
+        assert client.delete(f"/api/contacts/{ids[number]}").status_code == 204
+
+    assert client.get(f"/api/contacts/{ids[answering]}").status_code == 404
+    assert client.get(f"/api/campaigns/{cid}/stats").json() == stats
+    assert row_counts(settings, *tables) == rows_before
+    assert_counters_match_rows(settings, cid)
+    after = client.get(f"/api/campaigns/{cid}/recipients").json()
+    assert after["total"] == 9
+    anonymised = [r for r in after["items"] if r["contact_id"] is None]
+    assert [r["id"] for r in anonymised] == sorted(r["id"] for r in kept.values())
+    personal = {"contact_id", "phone", "first_name", "last_name"}
+    for recipient in anonymised:
+        before = next(r for r in kept.values() if r["id"] == recipient["id"])
+        assert all(recipient[k] is None for k in personal)
+        # States and times stay: the history is the campaign's, not the contact's.
+        assert {k: v for k, v in recipient.items() if k not in personal | {"last_error"}} == {
+            k: v for k, v in before.items() if k not in personal | {"last_error"}
+        }
+    failed = next(r for r in anonymised if r["state"] == "failed")
+    assert failed["last_error"] == "63024: Invalid message recipient whatsapp:+[erased]"
+    everything = _every_value(settings)
+    for number in (failing, answering):
+        assert number[1:] not in everything
+    assert nth_phone(2)[1:] in everything  # the others are untouched
+    with session_scope(settings) as session:
+        erased = session.scalars(
+            select(InboundEvent.payload).where(InboundEvent.recipient_id == sent.recipient_id)
+        ).all()
+    assert erased == [{"erased": True}] * 4  # delivered, read, the reply, Message 2 delivered
+    blocking = client.get(f"/api/campaigns/{cid}/blocking")
+    assert (blocking.status_code, blocking.json()["open_recipients"]) == (200, 0)
+    # Nobody is left to send to: a retry finds nothing and changes nothing.
+    assert client.post(f"/api/campaigns/{cid}/retry-failed").status_code == 409
+    assert client.get(f"/api/campaigns/{cid}/stats").json() == stats

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from relance.campaigns import repository as repo
 from relance.campaigns import service
@@ -418,3 +418,55 @@ def test_same_webhook_batch_from_four_threads_applies_once(pg_settings: Settings
             session.scalar(select(func.count()).select_from(Campaign).where(Campaign.id == cid))
             == 1
         )
+
+
+def test_deleting_a_contact_a_launch_is_adding_waits_for_it_then_refuses(
+    pg_settings: Settings,
+) -> None:
+    """The launch's uncommitted recipient holds the contact (its foreign key's lock): the
+    deletion waits for the launch, then sees the recipient is open and answers 409. Checking
+    before waiting would have let the deletion through, leaving a queued recipient with no
+    contact that nothing can ever send to, and the campaign sending for ever."""
+    from relance.contacts.service import delete_contact
+    from relance.db import session_factory
+    from relance.errors import Conflict
+    from tests.support.processes import wait_until
+
+    settings = pg_settings
+    with session_scope(settings) as session:
+        cid = make_campaign(session, [seed_contacts(session, 2)])
+        contact_id = session.scalars(select(Contact.id).order_by(Contact.id)).first()
+        assert contact_id is not None
+    launching = session_factory(settings)()
+    service.launch_campaign(launching, settings, RecordingFollowups(), cid)  # flushed only
+
+    def delete() -> None:
+        with session_scope(settings) as session:
+            delete_contact(session, contact_id)
+
+    def deletion_waits_on_a_lock() -> bool:
+        with session_scope(settings) as session:
+            waiting = session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+        return bool(waiting)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        deletion = pool.submit(delete)
+        try:
+            wait_until(deletion_waits_on_a_lock, 30, "the deletion to wait for the launch")
+        finally:
+            launching.commit()
+            launching.close()
+        with pytest.raises(Conflict, match=f"unfinished campaigns \\[{cid}\\]"):
+            deletion.result(timeout=60)
+    with session_scope(settings) as session:
+        assert session.get(Contact, contact_id) is not None
+        assert (
+            session.scalar(select(Recipient.contact_id).where(Recipient.contact_id == contact_id))
+            == contact_id
+        )
+    assert_counters_match_rows(settings, cid)

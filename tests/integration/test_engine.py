@@ -381,6 +381,42 @@ def test_opting_out_through_the_api_path_ends_open_recipients(settings: Settings
     assert_counters_match_rows(settings, cid)
 
 
+def test_a_deleted_contact_leaves_a_final_anonymised_recipient_nothing_sends_to(
+    settings: Settings,
+) -> None:
+    """Its failed recipient in a running campaign stays (no drift for the reconciliation to
+    "repair"), is never retried nor dispatched, and the campaign still completes by itself."""
+    from relance.contacts.service import delete_contact
+    from relance.errors import Conflict
+    from relance.models import Contact
+
+    cid, followups = _launch(settings, 3)
+    provider = FakeProvider(
+        fail=lambda m: PermanentError("131026", "undeliverable") if m.to == phone(0) else None
+    )
+    run_dispatch(settings, provider, followups)
+    with session_scope(settings) as session:
+        contact_id = session.scalar(select(Contact.id).where(Contact.phone == phone(0)))
+        assert contact_id is not None
+        delete_contact(session, contact_id)
+    with session_scope(settings) as session:
+        failed = session.execute(
+            select(Recipient.id, Recipient.contact_id).where(Recipient.state == "failed")
+        ).one()
+        assert failed.contact_id is None
+        assert service.reconcile_counters(session, cid) == {}
+        with pytest.raises(Conflict, match="no failed recipient to retry"):
+            service.retry_failed(session, settings, followups, cid)
+    sends = len(provider.sent)
+    run_dispatch(settings, provider, followups)
+    assert len(provider.sent) == sends
+    with session_scope(settings) as session:
+        assert service.expire_windows(session, now=later(7200)) == 2
+    c = campaign_row(settings, cid)
+    assert (c.status, c.total, c.n_failed, c.n_no_interaction) == ("completed", 3, 1, 2)
+    assert_counters_match_rows(settings, cid)
+
+
 def test_safety_net_repairs_drift_and_completes(settings: Settings) -> None:
     """R2.1/R2.2/E3: a campaign whose counters drifted (a lost update) still completes."""
     from relance.models import Campaign

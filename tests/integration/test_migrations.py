@@ -171,3 +171,118 @@ def test_0004_keeps_one_message_1_per_recipient_both_ways(database_url: str) -> 
     assert _rows(url, "SELECT count(*) FROM recipients WHERE message_1_created_at IS NULL") == [
         (0,)
     ]
+
+
+def test_sqlite_table_rebuilds_keep_the_rows_that_refer_to_them(database_url: str) -> None:
+    """0003 rebuilds ``messages`` on SQLite (batch mode: copy, DROP, rename). With foreign keys
+    on, that DROP ran ``inbound_events``' ON DELETE SET NULL and unlinked every stored event
+    from its message; the migrations now run with them off, checked before each commit."""
+    url = database_url
+    downgrade(url, "0002")
+    _insert_campaign(url, "sending", None)
+    with engine_for(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO contacts (phone, first_name, last_name, attributes, created_at, "
+                "updated_at) VALUES ('+33600000001', 'a', 'b', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO recipients (campaign_id, contact_id, state) VALUES (1, 1, 'queued')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (recipient_id, campaign_id, kind, priority, status, "
+                "provider, attempts, created_at) VALUES (1, 1, 'message_1', 1, 'sent', "
+                "'simulator', 1, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO inbound_events (provider, dedup_key, kind, payload, received_at, "
+                "message_id, recipient_id, matched) VALUES ('meta', 'k', 'status', '{}', "
+                "CURRENT_TIMESTAMP, 1, 1, true)"
+            )
+        )
+    upgrade(url=url)
+    assert _rows(url, "SELECT message_id, recipient_id FROM inbound_events") == [(1, 1)]
+    assert _rows(url, "SELECT count(*) FROM messages") == [(1,)]
+
+
+def _seed_0004(url: str) -> None:
+    """At 0004: a completed campaign, two contacts with a recipient, a message and an event."""
+    _insert_campaign(url, "completed", "now")
+    with engine_for(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO contacts (phone, first_name, last_name, attributes, created_at, "
+                "updated_at) VALUES ('+33600000001', 'a', 'b', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP), ('+33600000002', 'c', 'd', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO recipients (campaign_id, contact_id, state) "
+                "SELECT 1, id, 'done' FROM contacts ORDER BY id"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (recipient_id, campaign_id, kind, priority, status, "
+                "provider, attempts, created_at) SELECT id, 1, 'message_1', 1, 'sent', "
+                "'simulator', 1, CURRENT_TIMESTAMP FROM recipients ORDER BY id"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO inbound_events (provider, dedup_key, kind, payload, received_at, "
+                "message_id, recipient_id, matched) SELECT 'meta', 'k' || id, 'status', '{}', "
+                "CURRENT_TIMESTAMP, id, recipient_id, true FROM messages ORDER BY id"
+            )
+        )
+
+
+def test_0005_recipients_outlive_their_contact_and_the_downgrade_drops_anonymised_ones(
+    database_url: str,
+) -> None:
+    """Up: no row lost (on SQLite the recipients table is rebuilt: with foreign keys on, that
+    used to delete every message and unlink every event), and deleting a contact now leaves
+    its recipient with contact_id NULL. Down: the anonymised recipients go with their
+    messages, their events are unlinked, and the rest is as it was."""
+    url = database_url
+    downgrade(url, "0004")
+    _seed_0004(url)
+    links = "SELECT id, message_id, recipient_id FROM inbound_events ORDER BY id"
+    events = _rows(url, links)
+    assert events == [(1, 1, 1), (2, 2, 2)]
+
+    upgrade(url=url)
+    assert _rows(url, "SELECT id, contact_id FROM recipients ORDER BY id") == [(1, 1), (2, 2)]
+    assert _rows(url, "SELECT count(*) FROM messages") == [(2,)]
+    assert _rows(url, links) == events
+    indexes = {ix["name"] for ix in inspect(engine_for(url)).get_indexes("recipients")}
+    assert {"ix_recipients_message_1_due", "ix_recipients_open_windows"} <= indexes
+    if url.startswith("sqlite"):  # foreign keys are back on for whoever gets the connection
+        assert _rows(url, "PRAGMA foreign_keys") == [(1,)]
+        upgrade(url=url)  # nothing to do: its reads must not keep them off either
+        assert _rows(url, "PRAGMA foreign_keys") == [(1,)]
+    with engine_for(url).begin() as conn:
+        conn.execute(text("DELETE FROM contacts WHERE id = 1"))
+    assert _rows(url, "SELECT id, contact_id FROM recipients ORDER BY id") == [(1, None), (2, 2)]
+    assert _rows(url, "SELECT count(*) FROM messages") == [(2,)]
+
+    downgrade(url, "0004")
+    assert _rows(url, "SELECT id, contact_id FROM recipients") == [(2, 2)]
+    assert _rows(url, "SELECT id, recipient_id FROM messages") == [(2, 2)]
+    assert _rows(url, links) == [(1, None, None), (2, 2, 2)]
+    with pytest.raises(IntegrityError), engine_for(url).begin() as conn:
+        conn.execute(
+            text("INSERT INTO recipients (campaign_id, contact_id, state) VALUES (1, NULL, 'done')")
+        )
+    # Deleting a contact cascades again, as 0004's code expects.
+    with engine_for(url).begin() as conn:
+        conn.execute(text("DELETE FROM contacts WHERE id = 2"))
+    assert _rows(url, "SELECT count(*) FROM recipients") == [(0,)]
+    upgrade(url=url)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from relance.api import create_app
 from relance.campaigns.endpoints import get_followups
@@ -251,6 +252,32 @@ def test_campaign_page_follows_the_stream_to_completed(
     assert sum(b["message_1"] for b in buckets) == 6
     assert all(b["message_2"] == 0 for b in buckets)
     assert 'data-status="completed"' in browser.get("/").text
+
+
+def test_campaign_page_of_a_finished_campaign_survives_deleting_a_contact(
+    browser: TestClient, settings: Settings
+) -> None:
+    """The page, its timeline and its open list still count the deleted contact's send."""
+    with session_scope(settings) as session:
+        category_id = seed_contacts(session, 6)
+        cid = make_campaign(session, [category_id], message_2=None)
+    assert browser.post(f"/api/campaigns/{cid}/launch").json()["status"] == "sending"
+    run_dispatch(settings, FakeProvider())
+    with session_scope(settings) as session:
+        contact_id = session.scalars(select(Contact.id).order_by(Contact.id)).first()
+    assert browser.delete(f"/api/contacts/{contact_id}").status_code == 204
+
+    page = browser.get(f"/campaigns/{cid}")
+    assert page.status_code == 200
+    assert 'data-status="completed"' in page.text
+    assert 'aria-valuenow="100"' in page.text
+    buckets = browser.get(f"/api/campaigns/{cid}/timeline").json()["buckets"]
+    assert sum(b["message_1"] for b in buckets) == 6
+    blocking = browser.get(f"/api/campaigns/{cid}/blocking").json()
+    assert (blocking["open_recipients"], blocking["items"]) == (0, [])
+    recipients = browser.get(f"/api/campaigns/{cid}/recipients").json()
+    assert recipients["total"] == 6
+    assert [r["phone"] for r in recipients["items"]].count(None) == 1
 
 
 def test_dashboard_helpers_need_the_key(anonymous: TestClient, settings: Settings) -> None:

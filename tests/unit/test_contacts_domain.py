@@ -13,6 +13,7 @@ from relance.contacts.domain import (
     is_stop_keyword,
     longest_rendering,
     missing_placeholders,
+    name_campaigns,
     normalize_phone,
     placeholders,
     render,
@@ -162,3 +163,24 @@ def test_longest_rendering_bounds_every_rendering_and_is_reached(
     assert len(render(template, values, defaults)) <= longest
     widest = {name: "w" * bound(name) for name in placeholders(template)}
     assert len(render(template, widest, {})) == longest
+
+
+def test_name_campaigns_quotes_each_name() -> None:
+    assert name_campaigns([(7, "Spring"), (9, "Summer")]) == "7 'Spring', 9 'Summer'"
+    assert name_campaigns([(3, "l'été")]) == '3 "l\'été"'
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 10**9), st.text(max_size=30)), max_size=40),
+    st.integers(1, 25),
+)
+def test_name_campaigns_names_the_first_ones_and_counts_the_rest(
+    campaigns: list[tuple[int, str]], limit: int
+) -> None:
+    """The 409 stays short whatever the number of campaigns, and loses none of them."""
+    text = name_campaigns(campaigns, limit)
+    shown = campaigns[:limit]
+    assert text.startswith(", ".join(f"{i} {name!r}" for i, name in shown))
+    rest = len(campaigns) - len(shown)
+    assert text.endswith(f" and {rest} more") == (rest > 0)
+    assert "\n" not in text and "\r" not in text  # names cannot break the message's line

@@ -171,7 +171,8 @@ def list_recipients(
     total = session.scalar(select(func.count()).select_from(Recipient).where(*where)) or 0
     rows = session.execute(
         select(Recipient, Contact.phone, Contact.first_name, Contact.last_name)
-        .join(Contact, Contact.id == Recipient.contact_id)
+        # Outer: a deleted contact's recipient stays, anonymised (phone and names null).
+        .outerjoin(Contact, Contact.id == Recipient.contact_id)
         .where(*where)
         .order_by(Recipient.id)
         .limit(limit)

@@ -147,12 +147,20 @@ class StatsOut(BaseModel):
     pacing: dict[str, Any] | None = None
 
 
+ERASED = (
+    "null when the contact was deleted: its recipient stays, anonymised, so that the "
+    "campaign's numbers still add up"
+)
+
+
 class RecipientOut(BaseModel):
+    """One contact of a campaign; a deleted contact's shows null contact_id, phone and names."""
+
     id: int
-    contact_id: int
-    phone: str
-    first_name: str
-    last_name: str
+    contact_id: int | None = Field(description=ERASED)
+    phone: str | None = Field(description=ERASED)
+    first_name: str | None = Field(description=ERASED)
+    last_name: str | None = Field(description=ERASED)
     state: str
     window_closes_at: datetime | None
     queued_at: datetime | None
@@ -176,8 +184,8 @@ class RecipientList(BaseModel):
 
 class BlockingOut(BaseModel):
     recipient_id: int
-    contact_id: int
-    phone: str
+    contact_id: int | None = Field(description=ERASED)
+    phone: str | None = Field(description=ERASED)
     state: str
     reason: str
     window_closes_at: datetime | None

@@ -495,7 +495,8 @@ def retry_failed(
     deltas = repo.Deltas()
     rows = repo.move_recipients(
         session,
-        [Recipient.campaign_id == campaign_id],
+        # A deleted contact's recipient (anonymised) has no one left to send to.
+        [Recipient.campaign_id == campaign_id, Recipient.contact_id.is_not(None)],
         S.FAILED,
         S.QUEUED,
         now,
@@ -507,7 +508,10 @@ def retry_failed(
         ),
     )
     if not rows:
-        raise Conflict(f"campaign {campaign_id} has no failed recipient")
+        raise Conflict(
+            f"campaign {campaign_id} has no failed recipient to retry "
+            "(those of deleted contacts are not retried)"
+        )
     for row in rows:
         session.add(
             Message(
@@ -619,7 +623,9 @@ def blocking_recipients(
         select(
             Recipient, Contact.phone, Message.status, Message.claimed_at, Message.next_attempt_at
         )
-        .join(Contact, Contact.id == Recipient.contact_id)
+        # Outer: an anonymised recipient (its contact deleted) is final, so never listed
+        # here; if one ever were, it must show rather than vanish.
+        .outerjoin(Contact, Contact.id == Recipient.contact_id)
         .outerjoin(
             Message,
             and_(

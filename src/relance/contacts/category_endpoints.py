@@ -19,6 +19,7 @@ from relance.contacts.schemas import (
     CategoryOut,
     CategoryPage,
     CategoryUpdate,
+    ErrorOut,
     Id,
 )
 from relance.models import Category
@@ -88,7 +89,14 @@ def update_category(
 @router.delete(
     "/categories/{category_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(404, 422),
+    responses={
+        **error_responses(404, 422),
+        409: {
+            "model": ErrorOut,
+            "description": "A draft or scheduled campaign targets the category; the detail "
+            "names them by id and name: remove the category from them first",
+        },
+    },
     tags=["categories"],
     summary="Delete a category (its contacts stay)",
 )

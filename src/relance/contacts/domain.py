@@ -1,11 +1,12 @@
-"""Contact rules with no I/O: phone numbers, stop keywords, message personalisation."""
+"""Contact rules with no I/O: phone numbers, stop keywords, message personalisation, and
+how a refused deletion names the campaigns in its way."""
 
 from __future__ import annotations
 
 import re
 import string
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import phonenumbers
@@ -152,3 +153,16 @@ def valid_template(template: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+MAX_NAMED_CAMPAIGNS = 20
+
+
+def name_campaigns(campaigns: Sequence[tuple[int, str]], limit: int = MAX_NAMED_CAMPAIGNS) -> str:
+    """``7 'Spring', 9 'Summer'``: the first ``limit`` by id and name, then how many more.
+
+    The cap keeps an error short when hundreds of drafts share a category.
+    """
+    named = ", ".join(f"{campaign_id} {name!r}" for campaign_id, name in campaigns[:limit])
+    more = len(campaigns) - limit
+    return f"{named} and {more} more" if more > 0 else named

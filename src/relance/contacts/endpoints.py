@@ -129,8 +129,18 @@ def update_contact(
 @router.delete(
     "/contacts/{contact_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(404, 409, 422),
-    summary="Delete a contact",
+    responses={
+        **error_responses(404, 422),
+        409: {
+            "model": ErrorOut,
+            "description": "A sending or paused campaign still waits on the contact, or a "
+            "draft or scheduled campaign lists it (the detail names them)",
+        },
+    },
+    summary="Delete a contact, erasing its personal data",
+    description="The contact, its categories and what webhooks stored about it are erased. "
+    "The campaigns it finished keep its recipient, anonymised (contact_id, phone and names "
+    "null), so that their numbers still add up.",
 )
 def delete_contact(contact_id: ContactId, session: DbSession) -> Response:
     service.delete_contact(session, contact_id)

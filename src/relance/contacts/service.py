@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from relance.config import Settings
 from relance.contacts import repository as repo
-from relance.contacts.domain import InvalidPhone, normalize_phone
+from relance.contacts.domain import InvalidPhone, name_campaigns, normalize_phone
 from relance.contacts.schemas import CategoryCreate, CategoryUpdate, ContactCreate, ContactUpdate
 from relance.errors import Conflict, Invalid, not_found
 from relance.models import Category, Contact, utcnow
@@ -130,16 +130,31 @@ def update_contact(
 
 
 def delete_contact(session: Session, contact_id: int) -> None:
-    """Delete a contact, unless a running campaign still waits on it."""
-    contact = get_contact(session, contact_id)
-    # Deleting would cascade to its recipient row and leave that campaign's counters
-    # waiting forever for a recipient that no longer exists.
-    campaigns = repo.open_campaigns_of(session, contact_id)
-    if campaigns:
+    """Erase a contact, unless a campaign that has not finished with it needs it.
+
+    Its finished campaigns keep its recipient, anonymised: ``contact_id`` NULL, states and
+    times kept, the webhook payloads and error texts about it erased (right to erasure).
+    """
+    contact = repo.lock_contact(session, contact_id)
+    if contact is None:
+        raise not_found("contact", contact_id)
+    # An open recipient needs the contact's phone and names for its next message.
+    running = repo.open_campaigns_of(session, contact_id)
+    if running:
         raise Conflict(
-            f"contact {contact_id} is still a recipient of unfinished campaigns {campaigns}: "
+            f"contact {contact_id} is still a recipient of unfinished campaigns {running}: "
             "opt it out instead, or wait until they finish"
         )
+    # A campaign not started yet would lose it from its audience without a word.
+    listing = repo.not_started_campaigns_listing(session, contact_id)
+    if listing:
+        raise Conflict(
+            f"contact {contact_id} is listed in draft or scheduled campaigns "
+            f"{name_campaigns(listing)}: remove it from them first"
+        )
+    repo.erase_traces_of(session, contact_id, contact.phone)
+    # The database does the rest: its recipients' contact_id becomes NULL (ON DELETE SET
+    # NULL), its category links and the lists of campaigns already started go (CASCADE).
     session.delete(contact)
     session.flush()
 
@@ -192,8 +207,21 @@ def update_category(session: Session, category_id: int, data: CategoryUpdate) ->
 
 
 def delete_category(session: Session, category_id: int) -> None:
-    """Delete a category; its contacts stay, only the links go."""
-    session.delete(get_category(session, category_id))
+    """Delete a category; its contacts stay, only the links go.
+
+    Refused while a draft or scheduled campaign targets it: its audience would change, or
+    become empty, without anyone being told.
+    """
+    category = repo.lock_category(session, category_id)
+    if category is None:
+        raise not_found("category", category_id)
+    using = repo.not_started_campaigns_using(session, category_id)
+    if using:
+        raise Conflict(
+            f"category {category_id} is used by draft or scheduled campaigns "
+            f"{name_campaigns(using)}: remove it from them first"
+        )
+    session.delete(category)
     session.flush()
 
 

@@ -40,7 +40,11 @@ campaign_contacts = Table(
     "campaign_contacts",
     Base.metadata,
     Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
-    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    # Indexed: deleting a contact looks it up here (the check for campaigns not started yet,
+    # then ON DELETE CASCADE), which otherwise scans every campaign's list.
+    Column(
+        "contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
 )
 
 
@@ -125,7 +129,10 @@ class Recipient(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    # NULL once the contact is deleted: the recipient stays, anonymised, so that a finished
+    # campaign's numbers still add up. Such a recipient is always final (a contact with an
+    # open recipient cannot be deleted), so the dispatcher never meets one.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     state: Mapped[str] = mapped_column(String(20), default=RecipientState.QUEUED.value)
     window_closes_at: Mapped[datetime | None]
     queued_at: Mapped[datetime | None]

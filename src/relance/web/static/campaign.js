@@ -120,7 +120,7 @@
     body.replaceChildren(
       ...data.items.map((item) => {
         const row = document.createElement("tr");
-        for (const text of [item.phone, item.state.replaceAll("_", " "), R.localiseText(item.reason)]) {
+        for (const text of [item.phone ?? "(deleted contact)", item.state.replaceAll("_", " "), R.localiseText(item.reason)]) {
           const cell = document.createElement("td");
           cell.textContent = text;
           row.append(cell);
