@@ -26,7 +26,7 @@ from relance.campaigns import service
 from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.sending import apply_status, claim
-from relance.config import Settings, get_settings
+from relance.config import SIMULATOR_APP_SECRET, Settings, get_settings
 from relance.db import session_scope
 from relance.models import Contact, InboundEvent, Message, Recipient, utcnow
 from relance.providers import webhooks
@@ -44,6 +44,40 @@ from tests.support.engine import (
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TABLES = ("inbound_events", "messages", "recipients")
+# What each provider needs to start (conftest sets META_APP_SECRET, which the simulator uses too).
+PROVIDER_ENV = {
+    "meta": {
+        "META_ACCESS_TOKEN": "test-token",
+        "META_PHONE_NUMBER_ID": "106540352242922",
+        "META_VERIFY_TOKEN": "relance-verify-token",
+    },
+    "twilio": {
+        "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
+        "TWILIO_AUTH_TOKEN": "twilio-auth-token",
+        "TWILIO_FROM": "whatsapp:+14155238886",
+        "PUBLIC_URL": "http://testserver",  # what Twilio signs: the TestClient's URL
+    },
+    "wassenger": {
+        "WASSENGER_API_KEY": "wassenger-api-key",
+        "WASSENGER_WEBHOOK_SECRET": "wassenger-shared-secret",
+    },
+    "simulator": {},
+}
+
+
+def use_provider(monkeypatch: pytest.MonkeyPatch, provider: str) -> Settings:
+    """From now on the app runs this provider (the endpoints read get_settings() per request)."""
+    monkeypatch.setenv("RELANCE_PROVIDER", provider)
+    for name, value in PROVIDER_ENV[provider].items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """conftest's settings (SQLite, then PostgreSQL) with the provider most tests post for."""
+    return use_provider(monkeypatch, "meta")
 
 
 @dataclass(frozen=True)
@@ -224,8 +258,9 @@ def stats(client: TestClient, campaign_id: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("provider", ["meta", "simulator"])
 def test_a_signed_status_is_accepted_and_applied(
-    client: TestClient, settings: Settings, provider: str
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, provider: str
 ) -> None:
+    use_provider(monkeypatch, provider)
     cid, sent = launch_and_send(settings, 3)
     target = sent[1]
 
@@ -714,8 +749,7 @@ def test_wassenger_webhooks_with_the_shared_secret(
     followups: RecordingFollowups,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("WASSENGER_WEBHOOK_SECRET", "wassenger-shared-secret")
-    get_settings.cache_clear()
+    use_provider(monkeypatch, "wassenger")
     cid, sent = launch_and_send(settings, 2)
     who = sent[0]
     ack = _wassenger("webhook_message_out_ack.json", id=who.provider_message_id, ack="read")
@@ -761,10 +795,9 @@ def test_twilio_webhooks_with_the_url_signature(
     followups: RecordingFollowups,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    token = "twilio-auth-token"
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", token)
+    token = PROVIDER_ENV["twilio"]["TWILIO_AUTH_TOKEN"]
     monkeypatch.setenv("PUBLIC_URL", str(client.base_url))  # what Twilio signs: the public URL
-    get_settings.cache_clear()
+    use_provider(monkeypatch, "twilio")
     url = f"{client.base_url}/webhooks/twilio"
     cid, sent = launch_and_send(settings, 2)
     who = sent[1]
@@ -804,3 +837,116 @@ def test_twilio_webhooks_with_the_url_signature(
     assert recipient_state(settings, who.recipient_id) == "replied"
     assert followups.sent == message_2_ids(settings, who.recipient_id)
     assert (stats(client, cid)["delivered"], stats(client, cid)["interactions"]) == (1, 1)
+
+
+# Only the configured provider's webhook exists ---------------------------------------------------
+
+
+def post_status(
+    client: TestClient, provider: str, sent: Sent, status: str, provider_message_id: str = ""
+) -> httpx.Response:
+    """A status about ``sent`` as the configured provider posts it, rightly authenticated."""
+    wamid = provider_message_id or sent.provider_message_id
+    response: httpx.Response
+    if provider in ("meta", "simulator"):
+        return post_meta(
+            client, statuses_body(status_entry(wamid, status, sent.phone)), provider=provider
+        )
+    if provider == "wassenger":
+        body = _wassenger("webhook_message_out_ack.json", id=wamid, ack=status)
+        secret = PROVIDER_ENV["wassenger"]["WASSENGER_WEBHOOK_SECRET"]
+        response = client.post(
+            f"/webhooks/wassenger?secret={secret}",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        return response
+    form = _twilio_form(
+        "status_callback_delivered.txt",
+        MessageSid=wamid,
+        SmsSid=wamid,
+        MessageStatus=status,
+        SmsStatus=status,
+        To=f"whatsapp:{sent.phone}",
+    )
+    token = PROVIDER_ENV["twilio"]["TWILIO_AUTH_TOKEN"]
+    signature = twilio_signature(token, f"{client.base_url}/webhooks/twilio", form.items())
+    response = client.post(
+        "/webhooks/twilio",
+        content=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+    return response
+
+
+def opted_out(settings: Settings, to: str) -> bool:
+    with session_scope(settings) as session:
+        contact = session.scalars(select(Contact).where(Contact.phone == to)).one()
+        return contact.opted_out_at is not None
+
+
+@pytest.mark.parametrize("provider", ["meta", "twilio", "wassenger"])
+def test_with_a_real_provider_the_simulator_route_is_404_and_changes_nothing(
+    client: TestClient,
+    settings: Settings,
+    followups: RecordingFollowups,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+) -> None:
+    """What was forged: a STOP and a reply signed with the simulator's public secret."""
+    use_provider(monkeypatch, provider)
+    cid, sent = launch_and_send(settings, 2)
+    stopper, replier = sent
+    forged = [
+        message_body("webhook_text_reply.json", stopper.phone, text="STOP"),
+        message_body("webhook_text_reply.json", replier.phone, replier.provider_message_id),
+    ]
+    other_routes = [p for p in ("simulator", "meta", "twilio", "wassenger") if p != provider]
+    before, stats_before = row_counts(settings, *TABLES), stats(client, cid)
+
+    for payload in forged:
+        body = json.dumps(payload).encode()
+        for secret in (SIMULATOR_APP_SECRET, get_settings().meta_app_secret):
+            for route in other_routes:
+                r = post_meta(client, body, provider=route, signature=sign(body, secret))
+                assert r.status_code == 404, (route, r.text)
+        if provider == "meta":  # its own route: the public secret is not Meta's
+            r = post_meta(client, body, signature=sign(body, SIMULATOR_APP_SECRET))
+            assert r.status_code == 403
+    handshake = {"hub.mode": "subscribe", "hub.challenge": "42"}
+    handshake["hub.verify_token"] = PROVIDER_ENV["meta"]["META_VERIFY_TOKEN"]
+    r = client.get("/webhooks/meta", params=handshake)
+    assert r.status_code == (200 if provider == "meta" else 404)
+
+    assert row_counts(settings, *TABLES) == before
+    assert stats(client, cid) == stats_before
+    assert not opted_out(settings, stopper.phone)
+    assert recipient_state(settings, stopper.recipient_id) == "awaiting_reply"
+    assert recipient_state(settings, replier.recipient_id) == "awaiting_reply"
+    assert message_2_ids(settings, replier.recipient_id) == []
+    assert followups.sent == []
+    # The configured provider's own route still works.
+    assert ok(post_status(client, provider, replier, "delivered")) == {
+        "received": 1,
+        "applied": 1,
+        "matched": 1,
+    }
+    assert message_row(settings, replier.message_id).status == "delivered"
+
+
+def test_with_the_simulator_only_its_route_exists(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_provider(monkeypatch, "simulator")
+    _, sent = launch_and_send(settings, 1)
+    before = row_counts(settings, *TABLES)
+
+    for route in ("meta", "twilio", "wassenger"):
+        assert post_meta(client, status_body(sent[0], "read"), provider=route).status_code == 404
+    assert client.get("/webhooks/meta", params={"hub.mode": "subscribe"}).status_code == 404
+
+    assert row_counts(settings, *TABLES) == before
+    assert ok(post_status(client, "simulator", sent[0], "read"))["matched"] == 1

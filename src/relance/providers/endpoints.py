@@ -15,7 +15,7 @@ from relance.config import get_settings
 from relance.db import session_scope
 from relance.providers import meta_webhooks
 from relance.providers.base import WebhookRejected
-from relance.providers.webhooks import apply_events, verify_and_parse
+from relance.providers.webhooks import apply_events, check_route, verify_and_parse
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -31,10 +31,14 @@ _JSON_ERROR = {
     responses={400: _JSON_ERROR, 403: _JSON_ERROR},
 )
 def meta_handshake(request: Request) -> str:
-    """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches."""
+    """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches.
+
+    Only when the provider is ``meta``: elsewhere there is no Meta webhook (404)."""
+    settings = get_settings()
     try:
+        check_route("meta", settings)
         return meta_webhooks.verify_handshake(
-            dict(request.query_params), get_settings().meta_verify_token
+            dict(request.query_params), settings.meta_verify_token
         )
     except WebhookRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
@@ -44,13 +48,17 @@ def meta_handshake(request: Request) -> str:
 async def receive(
     provider: str, request: Request, followups: Annotated[Followups, Depends(get_followups)]
 ) -> dict[str, Any]:
-    """Verify the signature on the raw body; store each event once; apply all in one transaction."""
+    """Verify the signature on the raw body; store each event once; apply all in one transaction.
+
+    Only the configured provider's route exists: the others answer 404 before the body is read.
+    """
     settings = get_settings()
-    body = await request.body()
-    url = settings.effective_public_url + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
     try:
+        check_route(provider, settings)
+        body = await request.body()
+        url = settings.effective_public_url + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
         events = verify_and_parse(provider, settings, request.headers, body, url)
     except WebhookRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None

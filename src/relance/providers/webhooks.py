@@ -24,13 +24,24 @@ from relance.providers import meta_webhooks
 from relance.providers.base import InteractionEvent, ProviderEvent, StatusEvent, WebhookRejected
 
 log = logging.getLogger(__name__)
-PROVIDERS = ("meta", "simulator", "wassenger", "twilio")
+
+
+def check_route(provider: str, settings: Settings) -> None:
+    """Only the configured provider has a webhook: any other answers 404, body unread.
+
+    The simulator signs with a public secret: its route open beside a real provider would let
+    anyone forge replies and stop words.
+    """
+    if provider != settings.provider:
+        raise WebhookRejected(404, f"no webhook for provider {provider[:40]!r} here")
 
 
 def verify_and_parse(
     provider: str, settings: Settings, headers: Mapping[str, str], body: bytes, url: str
 ) -> list[ProviderEvent]:
-    """Refuse (WebhookRejected) anything unsigned, wrongly signed or malformed."""
+    """Refuse (WebhookRejected) another provider's route, and anything unsigned, wrongly
+    signed or malformed."""
+    check_route(provider, settings)
     if provider in ("meta", "simulator"):
         secret = settings.meta_app_secret
         if provider == "meta" and secret == SIMULATOR_APP_SECRET:
@@ -47,7 +58,7 @@ def verify_and_parse(
 
         twilio.verify_twilio(settings, headers, body, url)
         return list(twilio.parse_twilio(body))
-    raise WebhookRejected(404, f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+    raise AssertionError(f"RELANCE_PROVIDER {provider!r} has no webhook parser")
 
 
 def _store_all(
