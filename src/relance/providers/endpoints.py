@@ -28,7 +28,7 @@ _JSON_ERROR = {
 @router.get(
     "/meta",
     response_class=PlainTextResponse,
-    responses={400: _JSON_ERROR, 403: _JSON_ERROR},
+    responses={400: _JSON_ERROR, 403: _JSON_ERROR, 404: _JSON_ERROR},
 )
 def meta_handshake(request: Request) -> str:
     """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches.
