@@ -9,6 +9,7 @@ their own fixtures, with their own authentication.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -950,3 +951,96 @@ def test_with_the_simulator_only_its_route_exists(
 
     assert row_counts(settings, *TABLES) == before
     assert ok(post_status(client, "simulator", sent[0], "read"))["matched"] == 1
+
+
+# Odd events: stored as rejected, the rest of the batch applied -----------------------------------
+
+LONG_ID = "wamid." + "A" * 100_000
+
+
+def reply_message(sent: Sent, text: str | None = None) -> dict[str, Any]:
+    """One ``messages[]`` element: the contact answers its Message 1."""
+    body = message_body("webhook_text_reply.json", sent.phone, sent.provider_message_id, text)
+    return _value(body)["messages"][0]  # type: ignore[no-any-return]
+
+
+def _has_nul(value: object) -> bool:
+    return "\\u0000" in json.dumps(value)  # how JSON writes a NUL
+
+
+def test_a_batch_with_odd_events_applies_the_genuine_ones_and_stores_the_odd_rejected(
+    client: TestClient, settings: Settings, followups: RecordingFollowups
+) -> None:
+    cid, sent = launch_and_send(settings, 3)
+    genuine, replier, bystander = sent
+    payload = statuses_body(
+        status_entry(genuine.provider_message_id, "delivered", genuine.phone),
+        status_entry(LONG_ID, "read", bystander.phone),
+        status_entry(bystander.provider_message_id + "\x00", "read", bystander.phone),
+    )
+    odd_reply = reply_message(bystander)
+    odd_reply["id"] = "wamid.IN\x00" + uuid.uuid4().hex
+    _value(payload)["messages"] = [reply_message(replier, "Oui\x00 merci"), odd_reply]
+    body = json.dumps(payload).encode()  # NUL travels as \u0000, as JSON writes it
+
+    tally = ok(post_meta(client, body))
+
+    assert tally == {"received": 5, "applied": 2, "matched": 2, "rejected": 3}
+    assert message_row(settings, genuine.message_id).status == "delivered"
+    assert recipient_state(settings, replier.recipient_id) == "replied"
+    assert followups.sent == message_2_ids(settings, replier.recipient_id) != []
+    assert message_row(settings, bystander.message_id).status == "sent"
+    assert recipient_state(settings, bystander.recipient_id) == "awaiting_reply"
+    stored = events(settings)
+    assert len(stored) == 5
+    outcomes = sorted(e.outcome or "" for e in stored)
+    assert outcomes[:2] == ["delivered", "message_2_queued"]
+    assert [o.split(" (")[0] for o in outcomes[2:]] == [
+        "rejected: event id holds a control character",
+        "rejected: message id holds a control character",
+        "rejected: message id longer than 200 characters",
+    ]
+    for event in stored:
+        assert len(event.dedup_key) <= 300 and "\x00" not in event.dedup_key
+        assert not _has_nul(event.payload)
+        assert event.matched == (not (event.outcome or "").startswith("rejected"))
+    (applied_reply,) = [e for e in stored if e.outcome == "message_2_queued"]
+    assert applied_reply.payload["text"]["body"] == "Oui merci"
+    # Short plain keys stay readable; a long or odd one is stored as its digest.
+    keys = {e.outcome: e.dedup_key for e in stored}
+    assert keys["delivered"] == f"meta:status:{genuine.provider_message_id}:delivered"
+    assert all(
+        re.fullmatch("meta:sha256:[0-9a-f]{64}", key)
+        for outcome, key in keys.items()
+        if outcome and outcome.startswith("rejected")
+    )
+    # The provider posts it again: every event, the odd ones too, is a duplicate.
+    assert ok(post_meta(client, body)) == {"received": 5, "duplicates": 5}
+    assert len(events(settings)) == 5
+    assert_counters_match_rows(settings, cid)
+
+
+@pytest.mark.parametrize("provider", ["twilio", "wassenger"])
+def test_an_odd_twilio_or_wassenger_event_is_answered_200_and_stored_rejected(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    use_provider(monkeypatch, provider)
+    cid, sent = launch_and_send(settings, 1)
+    (who,) = sent
+
+    for odd_id in ("SM" + "a" * 100_000, who.provider_message_id + "\x00"):
+        assert ok(post_status(client, provider, who, "read", odd_id)) == {
+            "received": 1,
+            "rejected": 1,
+        }
+    assert ok(post_status(client, provider, who, "delivered"))["matched"] == 1
+
+    assert message_row(settings, who.message_id).status == "delivered"
+    stored = events(settings)
+    assert [e.outcome.split(" (")[0] for e in stored if e.outcome] == [
+        "rejected: message id longer than 200 characters",
+        "rejected: message id holds a control character",
+        "delivered",
+    ]
+    assert all(len(e.dedup_key) <= 300 and not _has_nul(e.payload) for e in stored)
+    assert_counters_match_rows(settings, cid)

@@ -22,6 +22,7 @@ from relance.contacts.domain import is_stop_keyword
 from relance.models import InboundEvent, Message, utcnow
 from relance.providers import meta_webhooks
 from relance.providers.base import InteractionEvent, ProviderEvent, StatusEvent, WebhookRejected
+from relance.providers.screening import screen
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,15 @@ def apply_events(
     tally: Counter[str] = Counter()
     deltas = repo.Deltas()
     stop_words = settings.stop_keyword_set
-    ordered = in_lock_order(events)
+    ordered = in_lock_order([screen(e) for e in events])
     new_ids = _store_all(session, provider, ordered, now)
     messages = _find_messages(
-        session, [e for e in ordered if isinstance(e, StatusEvent) and e.dedup_key in new_ids]
+        session,
+        [
+            e
+            for e in ordered
+            if isinstance(e, StatusEvent) and e.dedup_key in new_ids and not e.rejected
+        ],
     )
     results: list[dict[str, object]] = []
     for event in ordered:
@@ -152,6 +158,19 @@ def apply_events(
             continue
         message_id: int | None = None
         recipient_id: int | None = None
+        if event.rejected:
+            # Stored so that it is seen, and a retry of it is a duplicate; never applied.
+            results.append(
+                {
+                    "id": event_id,
+                    "matched": False,
+                    "outcome": f"rejected: {event.rejected}",
+                    "message_id": None,
+                    "recipient_id": None,
+                }
+            )
+            tally["rejected"] += 1
+            continue
         if isinstance(event, StatusEvent):
             message = messages.get(event.provider_message_id)
             if message is None:
