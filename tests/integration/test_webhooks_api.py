@@ -1044,3 +1044,51 @@ def test_an_odd_twilio_or_wassenger_event_is_answered_200_and_stored_rejected(
     ]
     assert all(len(e.dedup_key) <= 300 and not _has_nul(e.payload) for e in stored)
     assert_counters_match_rows(settings, cid)
+
+
+def test_an_event_the_database_refuses_is_stored_rejected_and_the_rest_is_applied(
+    client: TestClient,
+    settings: Settings,
+    followups: RecordingFollowups,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cid, sent = launch_and_send(settings, 4)
+    target, first, refused, last = sent
+    real = webhooks.record_interaction
+
+    def refused_by_the_database(
+        session: Any, settings_: Settings, followups_: Any, from_phone: str, *args: Any
+    ) -> tuple[str, int | None]:
+        answer = real(session, settings_, followups_, from_phone, *args)  # queues its Message 2
+        if from_phone == refused.phone:  # NOT NULL violated: IntegrityError on both databases
+            session.execute(
+                update(Message)
+                .where(Message.recipient_id == refused.recipient_id)
+                .values(status=None)
+                .execution_options(synchronize_session=False)
+            )
+        return answer
+
+    monkeypatch.setattr(webhooks, "record_interaction", refused_by_the_database)
+    payload = statuses_body(status_entry(target.provider_message_id, "delivered", target.phone))
+    _value(payload)["messages"] = [reply_message(s) for s in (first, refused, last)]
+
+    tally = ok(post_meta(client, payload))
+
+    assert tally == {"received": 4, "applied": 3, "matched": 3, "rejected": 1}
+    assert message_row(settings, target.message_id).status == "delivered"
+    assert recipient_state(settings, first.recipient_id) == "replied"
+    assert recipient_state(settings, last.recipient_id) == "replied"
+    assert recipient_state(settings, refused.recipient_id) == "awaiting_reply"
+    assert message_2_ids(settings, refused.recipient_id) == []
+    # The refused event's Message 2 was rolled back with it and is never sent; the Message 2
+    # queued before its savepoint, and after it, are.
+    assert followups.sent == [
+        *message_2_ids(settings, first.recipient_id),
+        *message_2_ids(settings, last.recipient_id),
+    ]
+    assert len(followups.sent) == 2
+    outcomes = [e.outcome or "" for e in events(settings)]
+    assert len(outcomes) == 4
+    assert sum(o.startswith("rejected: the database refused it") for o in outcomes) == 1
+    assert_counters_match_rows(settings, cid)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import Followups
@@ -15,8 +18,9 @@ from relance.config import get_settings
 from relance.db import session_scope
 from relance.providers import meta_webhooks
 from relance.providers.base import WebhookRejected
-from relance.providers.webhooks import apply_events, check_route, verify_and_parse
+from relance.providers.webhooks import apply_each, apply_events, check_route, verify_and_parse
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
@@ -63,15 +67,29 @@ async def receive(
     except WebhookRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
 
-    def apply() -> dict[str, int]:
+    def in_transaction(work: Callable[[Session], dict[str, int]]) -> dict[str, int]:
         for attempt in range(3):
             try:
                 with session_scope(settings) as session:
-                    return apply_events(session, settings, followups, provider, events)
+                    return work(session)
             except OperationalError:  # a deadlock or lock timeout: the whole batch goes again
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def apply() -> dict[str, int]:
+        try:
+            return in_transaction(
+                lambda session: apply_events(session, settings, followups, provider, events)
+            )
+        except OperationalError:
+            raise
+        except SQLAlchemyError:
+            # One event the database refuses must not hold back the rest of its batch.
+            log.exception("the database refused a webhook batch: applying it event by event")
+            return in_transaction(
+                lambda session: apply_each(session, settings, followups, provider, events)
+            )
 
     tally = await run_in_threadpool(apply)
     return {"received": len(events), **tally}

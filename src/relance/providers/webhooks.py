@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -10,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from relance.campaigns import repository as repo
@@ -19,6 +21,7 @@ from relance.campaigns.sending import apply_status
 from relance.campaigns.service import finish, opt_out, record_interaction
 from relance.config import SIMULATOR_APP_SECRET, Settings
 from relance.contacts.domain import is_stop_keyword
+from relance.db import savepoint
 from relance.models import InboundEvent, Message, utcnow
 from relance.providers import meta_webhooks
 from relance.providers.base import InteractionEvent, ProviderEvent, StatusEvent, WebhookRejected
@@ -217,3 +220,62 @@ def apply_events(
         session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
     finish(session, deltas, now)
     return dict(tally)
+
+
+def apply_each(
+    session: Session,
+    settings: Settings,
+    followups: Followups,
+    provider: str,
+    events: Sequence[ProviderEvent],
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """A batch the database refused as a whole, applied again one event per savepoint.
+
+    Only the event the database refuses is left out, stored as rejected: the others are
+    applied and the webhook answered, instead of the provider retrying the batch for ever. A
+    deadlock or lock timeout (OperationalError) still fails the whole transaction, to be retried.
+    """
+    now = now or utcnow()
+    tally: Counter[str] = Counter()
+    for event in events:
+        try:
+            with savepoint(session):
+                tally.update(apply_events(session, settings, followups, provider, [event], now))
+        except OperationalError:
+            raise
+        except SQLAlchemyError as exc:
+            tally.update(_store_refused(session, settings, followups, provider, event, exc, now))
+    return dict(tally)
+
+
+def _store_refused(
+    session: Session,
+    settings: Settings,
+    followups: Followups,
+    provider: str,
+    event: ProviderEvent,
+    error: SQLAlchemyError,
+    now: datetime,
+) -> dict[str, int]:
+    """Store as rejected the event the database refused; without its payload if that was it."""
+    cause = type(getattr(error, "orig", None) or error).__name__
+    log.error(
+        "webhook event refused by the database",
+        extra={"provider": provider, "dedup_key": event.dedup_key[:100], "error": cause},
+    )
+    for payload in (event.raw, {}):
+        refused = dataclasses.replace(
+            event, raw=payload, rejected=f"the database refused it ({cause})"
+        )
+        try:
+            with savepoint(session):
+                return apply_events(session, settings, followups, provider, [refused], now)
+        except OperationalError:
+            raise
+        except SQLAlchemyError:
+            continue
+    log.error(
+        "webhook event lost: the database refused even its rejection", extra={"provider": provider}
+    )
+    return {"lost": 1}
