@@ -18,6 +18,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ProviderName = Literal["simulator", "meta", "wassenger", "twilio"]
 # Signs the simulator's webhooks; public, so it never authenticates a real Meta webhook.
 SIMULATOR_APP_SECRET = "relance-simulator-secret"
+# What each real provider cannot work without: sends fail, or every webhook is refused and the
+# replies are lost. Start-up stops instead when one is missing.
+REQUIRED_BY_PROVIDER: dict[str, tuple[str, ...]] = {
+    "meta": ("META_ACCESS_TOKEN", "META_PHONE_NUMBER_ID", "META_APP_SECRET", "META_VERIFY_TOKEN"),
+    "twilio": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"),
+    "wassenger": ("WASSENGER_API_KEY", "WASSENGER_WEBHOOK_SECRET"),
+}
 
 
 class ConfigError(Exception):
@@ -144,6 +151,22 @@ class Settings(BaseSettings):
     def _simulator_delays(self) -> Settings:
         if self.simulator_max_delay_seconds < self.simulator_min_delay_seconds:
             raise ValueError("SIMULATOR_MAX_DELAY_SECONDS: must be >= SIMULATOR_MIN_DELAY_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _provider_credentials(self) -> Settings:
+        problems = [
+            f"{name}: must be set when RELANCE_PROVIDER={self.provider}"
+            for name in REQUIRED_BY_PROVIDER.get(self.provider, ())
+            if not str(getattr(self, name.lower())).strip()
+        ]
+        if self.provider == "meta" and self.meta_app_secret == SIMULATOR_APP_SECRET:
+            problems.append(
+                "META_APP_SECRET: must be your Meta app's secret when RELANCE_PROVIDER=meta, "
+                "not the simulator's public default"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # Derived values -------------------------------------------------------------

@@ -75,6 +75,8 @@ def on_commit(session: Session, callback: Callable[[], Any]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the work waits for the real commit
     callbacks = session.info.pop(AFTER_COMMIT_KEY, [])
     for callback in callbacks:
         callback()
@@ -82,7 +84,21 @@ def _run_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint rolled back: savepoint() drops the work queued inside it only
     session.info.pop(AFTER_COMMIT_KEY, None)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A SAVEPOINT: an error rolls back to it and forgets the after-commit work queued inside."""
+    queued = len(session.info.get(AFTER_COMMIT_KEY, []))
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        del session.info.get(AFTER_COMMIT_KEY, [])[queued:]
+        raise
 
 
 @contextmanager

@@ -87,6 +87,7 @@ def _env(
         "META_PHONE_NUMBER_ID": "1234567890",
         "META_ACCESS_TOKEN": "test-token",
         "META_APP_SECRET": SECRET,
+        "META_VERIFY_TOKEN": "e2e-verify-token",
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "SEND_DELAY_SECONDS": "0",
         "BATCH_PAUSE_SECONDS": "0",

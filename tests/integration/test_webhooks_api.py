@@ -9,6 +9,7 @@ their own fixtures, with their own authentication.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from relance.campaigns import service
 from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.sending import apply_status, claim
-from relance.config import Settings, get_settings
+from relance.config import SIMULATOR_APP_SECRET, Settings, get_settings
 from relance.db import session_scope
 from relance.models import Contact, InboundEvent, Message, Recipient, utcnow
 from relance.providers import webhooks
@@ -44,6 +45,40 @@ from tests.support.engine import (
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TABLES = ("inbound_events", "messages", "recipients")
+# What each provider needs to start (conftest sets META_APP_SECRET, which the simulator uses too).
+PROVIDER_ENV = {
+    "meta": {
+        "META_ACCESS_TOKEN": "test-token",
+        "META_PHONE_NUMBER_ID": "106540352242922",
+        "META_VERIFY_TOKEN": "relance-verify-token",
+    },
+    "twilio": {
+        "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
+        "TWILIO_AUTH_TOKEN": "twilio-auth-token",
+        "TWILIO_FROM": "whatsapp:+14155238886",
+        "PUBLIC_URL": "http://testserver",  # what Twilio signs: the TestClient's URL
+    },
+    "wassenger": {
+        "WASSENGER_API_KEY": "wassenger-api-key",
+        "WASSENGER_WEBHOOK_SECRET": "wassenger-shared-secret",
+    },
+    "simulator": {},
+}
+
+
+def use_provider(monkeypatch: pytest.MonkeyPatch, provider: str) -> Settings:
+    """From now on the app runs this provider (the endpoints read get_settings() per request)."""
+    monkeypatch.setenv("RELANCE_PROVIDER", provider)
+    for name, value in PROVIDER_ENV[provider].items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """conftest's settings (SQLite, then PostgreSQL) with the provider most tests post for."""
+    return use_provider(monkeypatch, "meta")
 
 
 @dataclass(frozen=True)
@@ -224,8 +259,9 @@ def stats(client: TestClient, campaign_id: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("provider", ["meta", "simulator"])
 def test_a_signed_status_is_accepted_and_applied(
-    client: TestClient, settings: Settings, provider: str
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, provider: str
 ) -> None:
+    use_provider(monkeypatch, provider)
     cid, sent = launch_and_send(settings, 3)
     target = sent[1]
 
@@ -714,8 +750,7 @@ def test_wassenger_webhooks_with_the_shared_secret(
     followups: RecordingFollowups,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("WASSENGER_WEBHOOK_SECRET", "wassenger-shared-secret")
-    get_settings.cache_clear()
+    use_provider(monkeypatch, "wassenger")
     cid, sent = launch_and_send(settings, 2)
     who = sent[0]
     ack = _wassenger("webhook_message_out_ack.json", id=who.provider_message_id, ack="read")
@@ -761,10 +796,9 @@ def test_twilio_webhooks_with_the_url_signature(
     followups: RecordingFollowups,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    token = "twilio-auth-token"
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", token)
+    token = PROVIDER_ENV["twilio"]["TWILIO_AUTH_TOKEN"]
     monkeypatch.setenv("PUBLIC_URL", str(client.base_url))  # what Twilio signs: the public URL
-    get_settings.cache_clear()
+    use_provider(monkeypatch, "twilio")
     url = f"{client.base_url}/webhooks/twilio"
     cid, sent = launch_and_send(settings, 2)
     who = sent[1]
@@ -804,3 +838,257 @@ def test_twilio_webhooks_with_the_url_signature(
     assert recipient_state(settings, who.recipient_id) == "replied"
     assert followups.sent == message_2_ids(settings, who.recipient_id)
     assert (stats(client, cid)["delivered"], stats(client, cid)["interactions"]) == (1, 1)
+
+
+# Only the configured provider's webhook exists ---------------------------------------------------
+
+
+def post_status(
+    client: TestClient, provider: str, sent: Sent, status: str, provider_message_id: str = ""
+) -> httpx.Response:
+    """A status about ``sent`` as the configured provider posts it, rightly authenticated."""
+    wamid = provider_message_id or sent.provider_message_id
+    response: httpx.Response
+    if provider in ("meta", "simulator"):
+        return post_meta(
+            client, statuses_body(status_entry(wamid, status, sent.phone)), provider=provider
+        )
+    if provider == "wassenger":
+        body = _wassenger("webhook_message_out_ack.json", id=wamid, ack=status)
+        secret = PROVIDER_ENV["wassenger"]["WASSENGER_WEBHOOK_SECRET"]
+        response = client.post(
+            f"/webhooks/wassenger?secret={secret}",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        return response
+    form = _twilio_form(
+        "status_callback_delivered.txt",
+        MessageSid=wamid,
+        SmsSid=wamid,
+        MessageStatus=status,
+        SmsStatus=status,
+        To=f"whatsapp:{sent.phone}",
+    )
+    token = PROVIDER_ENV["twilio"]["TWILIO_AUTH_TOKEN"]
+    signature = twilio_signature(token, f"{client.base_url}/webhooks/twilio", form.items())
+    response = client.post(
+        "/webhooks/twilio",
+        content=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+    return response
+
+
+def opted_out(settings: Settings, to: str) -> bool:
+    with session_scope(settings) as session:
+        contact = session.scalars(select(Contact).where(Contact.phone == to)).one()
+        return contact.opted_out_at is not None
+
+
+@pytest.mark.parametrize("provider", ["meta", "twilio", "wassenger"])
+def test_with_a_real_provider_the_simulator_route_is_404_and_changes_nothing(
+    client: TestClient,
+    settings: Settings,
+    followups: RecordingFollowups,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+) -> None:
+    """What was forged: a STOP and a reply signed with the simulator's public secret."""
+    use_provider(monkeypatch, provider)
+    cid, sent = launch_and_send(settings, 2)
+    stopper, replier = sent
+    forged = [
+        message_body("webhook_text_reply.json", stopper.phone, text="STOP"),
+        message_body("webhook_text_reply.json", replier.phone, replier.provider_message_id),
+    ]
+    other_routes = [p for p in ("simulator", "meta", "twilio", "wassenger") if p != provider]
+    before, stats_before = row_counts(settings, *TABLES), stats(client, cid)
+
+    for payload in forged:
+        body = json.dumps(payload).encode()
+        for secret in (SIMULATOR_APP_SECRET, get_settings().meta_app_secret):
+            for route in other_routes:
+                r = post_meta(client, body, provider=route, signature=sign(body, secret))
+                assert r.status_code == 404, (route, r.text)
+        if provider == "meta":  # its own route: the public secret is not Meta's
+            r = post_meta(client, body, signature=sign(body, SIMULATOR_APP_SECRET))
+            assert r.status_code == 403
+    handshake = {"hub.mode": "subscribe", "hub.challenge": "42"}
+    handshake["hub.verify_token"] = PROVIDER_ENV["meta"]["META_VERIFY_TOKEN"]
+    r = client.get("/webhooks/meta", params=handshake)
+    assert r.status_code == (200 if provider == "meta" else 404)
+
+    assert row_counts(settings, *TABLES) == before
+    assert stats(client, cid) == stats_before
+    assert not opted_out(settings, stopper.phone)
+    assert recipient_state(settings, stopper.recipient_id) == "awaiting_reply"
+    assert recipient_state(settings, replier.recipient_id) == "awaiting_reply"
+    assert message_2_ids(settings, replier.recipient_id) == []
+    assert followups.sent == []
+    # The configured provider's own route still works.
+    assert ok(post_status(client, provider, replier, "delivered")) == {
+        "received": 1,
+        "applied": 1,
+        "matched": 1,
+    }
+    assert message_row(settings, replier.message_id).status == "delivered"
+
+
+def test_with_the_simulator_only_its_route_exists(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_provider(monkeypatch, "simulator")
+    _, sent = launch_and_send(settings, 1)
+    before = row_counts(settings, *TABLES)
+
+    for route in ("meta", "twilio", "wassenger"):
+        assert post_meta(client, status_body(sent[0], "read"), provider=route).status_code == 404
+    assert client.get("/webhooks/meta", params={"hub.mode": "subscribe"}).status_code == 404
+
+    assert row_counts(settings, *TABLES) == before
+    assert ok(post_status(client, "simulator", sent[0], "read"))["matched"] == 1
+
+
+# Odd events: stored as rejected, the rest of the batch applied -----------------------------------
+
+LONG_ID = "wamid." + "A" * 100_000
+
+
+def reply_message(sent: Sent, text: str | None = None) -> dict[str, Any]:
+    """One ``messages[]`` element: the contact answers its Message 1."""
+    body = message_body("webhook_text_reply.json", sent.phone, sent.provider_message_id, text)
+    return _value(body)["messages"][0]  # type: ignore[no-any-return]
+
+
+def _has_nul(value: object) -> bool:
+    return "\\u0000" in json.dumps(value)  # how JSON writes a NUL
+
+
+def test_a_batch_with_odd_events_applies_the_genuine_ones_and_stores_the_odd_rejected(
+    client: TestClient, settings: Settings, followups: RecordingFollowups
+) -> None:
+    cid, sent = launch_and_send(settings, 3)
+    genuine, replier, bystander = sent
+    payload = statuses_body(
+        status_entry(genuine.provider_message_id, "delivered", genuine.phone),
+        status_entry(LONG_ID, "read", bystander.phone),
+        status_entry(bystander.provider_message_id + "\x00", "read", bystander.phone),
+    )
+    odd_reply = reply_message(bystander)
+    odd_reply["id"] = "wamid.IN\x00" + uuid.uuid4().hex
+    _value(payload)["messages"] = [reply_message(replier, "Oui\x00 merci"), odd_reply]
+    body = json.dumps(payload).encode()  # NUL travels as \u0000, as JSON writes it
+
+    tally = ok(post_meta(client, body))
+
+    assert tally == {"received": 5, "applied": 2, "matched": 2, "rejected": 3}
+    assert message_row(settings, genuine.message_id).status == "delivered"
+    assert recipient_state(settings, replier.recipient_id) == "replied"
+    assert followups.sent == message_2_ids(settings, replier.recipient_id) != []
+    assert message_row(settings, bystander.message_id).status == "sent"
+    assert recipient_state(settings, bystander.recipient_id) == "awaiting_reply"
+    stored = events(settings)
+    assert len(stored) == 5
+    outcomes = sorted(e.outcome or "" for e in stored)
+    assert outcomes[:2] == ["delivered", "message_2_queued"]
+    assert [o.split(" (")[0] for o in outcomes[2:]] == [
+        "rejected: event id holds a control character",
+        "rejected: message id holds a control character",
+        "rejected: message id longer than 200 characters",
+    ]
+    for event in stored:
+        assert len(event.dedup_key) <= 300 and "\x00" not in event.dedup_key
+        assert not _has_nul(event.payload)
+        assert event.matched == (not (event.outcome or "").startswith("rejected"))
+    (applied_reply,) = [e for e in stored if e.outcome == "message_2_queued"]
+    assert applied_reply.payload["text"]["body"] == "Oui merci"
+    # Short plain keys stay readable; a long or odd one is stored as its digest.
+    keys = {e.outcome: e.dedup_key for e in stored}
+    assert keys["delivered"] == f"meta:status:{genuine.provider_message_id}:delivered"
+    assert all(
+        re.fullmatch("meta:sha256:[0-9a-f]{64}", key)
+        for outcome, key in keys.items()
+        if outcome and outcome.startswith("rejected")
+    )
+    # The provider posts it again: every event, the odd ones too, is a duplicate.
+    assert ok(post_meta(client, body)) == {"received": 5, "duplicates": 5}
+    assert len(events(settings)) == 5
+    assert_counters_match_rows(settings, cid)
+
+
+@pytest.mark.parametrize("provider", ["twilio", "wassenger"])
+def test_an_odd_twilio_or_wassenger_event_is_answered_200_and_stored_rejected(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    use_provider(monkeypatch, provider)
+    cid, sent = launch_and_send(settings, 1)
+    (who,) = sent
+
+    for odd_id in ("SM" + "a" * 100_000, who.provider_message_id + "\x00"):
+        assert ok(post_status(client, provider, who, "read", odd_id)) == {
+            "received": 1,
+            "rejected": 1,
+        }
+    assert ok(post_status(client, provider, who, "delivered"))["matched"] == 1
+
+    assert message_row(settings, who.message_id).status == "delivered"
+    stored = events(settings)
+    assert [e.outcome.split(" (")[0] for e in stored if e.outcome] == [
+        "rejected: message id longer than 200 characters",
+        "rejected: message id holds a control character",
+        "delivered",
+    ]
+    assert all(len(e.dedup_key) <= 300 and not _has_nul(e.payload) for e in stored)
+    assert_counters_match_rows(settings, cid)
+
+
+def test_an_event_the_database_refuses_is_stored_rejected_and_the_rest_is_applied(
+    client: TestClient,
+    settings: Settings,
+    followups: RecordingFollowups,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cid, sent = launch_and_send(settings, 4)
+    target, first, refused, last = sent
+    real = webhooks.record_interaction
+
+    def refused_by_the_database(
+        session: Any, settings_: Settings, followups_: Any, from_phone: str, *args: Any
+    ) -> tuple[str, int | None]:
+        answer = real(session, settings_, followups_, from_phone, *args)  # queues its Message 2
+        if from_phone == refused.phone:  # NOT NULL violated: IntegrityError on both databases
+            session.execute(
+                update(Message)
+                .where(Message.recipient_id == refused.recipient_id)
+                .values(status=None)
+                .execution_options(synchronize_session=False)
+            )
+        return answer
+
+    monkeypatch.setattr(webhooks, "record_interaction", refused_by_the_database)
+    payload = statuses_body(status_entry(target.provider_message_id, "delivered", target.phone))
+    _value(payload)["messages"] = [reply_message(s) for s in (first, refused, last)]
+
+    tally = ok(post_meta(client, payload))
+
+    assert tally == {"received": 4, "applied": 3, "matched": 3, "rejected": 1}
+    assert message_row(settings, target.message_id).status == "delivered"
+    assert recipient_state(settings, first.recipient_id) == "replied"
+    assert recipient_state(settings, last.recipient_id) == "replied"
+    assert recipient_state(settings, refused.recipient_id) == "awaiting_reply"
+    assert message_2_ids(settings, refused.recipient_id) == []
+    # The refused event's Message 2 was rolled back with it and is never sent; the Message 2
+    # queued before its savepoint, and after it, are.
+    assert followups.sent == [
+        *message_2_ids(settings, first.recipient_id),
+        *message_2_ids(settings, last.recipient_id),
+    ]
+    assert len(followups.sent) == 2
+    outcomes = [e.outcome or "" for e in events(settings)]
+    assert len(outcomes) == 4
+    assert sum(o.startswith("rejected: the database refused it") for o in outcomes) == 1
+    assert_counters_match_rows(settings, cid)

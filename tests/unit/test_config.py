@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relance.config import ConfigError, load_settings
+from relance.config import SIMULATOR_APP_SECRET, ConfigError, load_settings
 
 SPEC_VARIABLES = [
     "DATABASE_URL",
@@ -22,6 +22,7 @@ SPEC_VARIABLES = [
     "META_VERIFY_TOKEN",
     "WASSENGER_API_URL",
     "WASSENGER_API_KEY",
+    "WASSENGER_WEBHOOK_SECRET",
     "TWILIO_API_URL",
     "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN",
@@ -38,6 +39,27 @@ SPEC_VARIABLES = [
     "PUBLIC_URL",
     "DEFAULT_REGION",
 ]
+
+
+# Everything each real provider needs (start-up stops without one of them).
+PROVIDER_SECRETS = {
+    "meta": {
+        "META_ACCESS_TOKEN": "EAAG-token",
+        "META_PHONE_NUMBER_ID": "106540352242922",
+        "META_APP_SECRET": "the-meta-app-secret",
+        "META_VERIFY_TOKEN": "the-verify-token",
+    },
+    "twilio": {
+        "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
+        "TWILIO_AUTH_TOKEN": "twilio-auth-token",
+        "TWILIO_FROM": "whatsapp:+14155238886",
+    },
+    "wassenger": {
+        "WASSENGER_API_KEY": "wassenger-api-key",
+        "WASSENGER_WEBHOOK_SECRET": "wassenger-webhook-secret",
+    },
+}
+MISSING = [(provider, name) for provider, env in PROVIDER_SECRETS.items() for name in env]
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +87,8 @@ def test_every_spec_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@db:5432/relance")
     monkeypatch.setenv("BROKER_URL", "redis://cache:6379/0")
     monkeypatch.setenv("RELANCE_PROVIDER", "meta")
+    for name, value in PROVIDER_SECRETS["meta"].items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("PORT", "9000")
     monkeypatch.setenv("PUBLIC_URL", "https://relance.example.com/")
     s = load_settings()
@@ -114,4 +138,88 @@ def test_cli_stops_with_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("relance: invalid configuration: SEND_DELAY_SECONDS")
+    assert not (tmp_path / "relance.db").exists()
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDER_SECRETS))
+def test_a_real_provider_starts_with_all_it_needs(
+    monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    monkeypatch.setenv("RELANCE_PROVIDER", provider)
+    for name, value in PROVIDER_SECRETS[provider].items():
+        monkeypatch.setenv(name, value)
+
+    assert load_settings().provider == provider
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+@pytest.mark.parametrize(("provider", "missing"), MISSING)
+def test_a_real_provider_without_one_secret_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, provider: str, missing: str, blank: str
+) -> None:
+    monkeypatch.setenv("RELANCE_PROVIDER", provider)
+    for name, value in PROVIDER_SECRETS[provider].items():
+        monkeypatch.setenv(name, blank if name == missing else value)
+
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (
+        f"invalid configuration: {missing}: must be set when RELANCE_PROVIDER={provider}"
+    )
+
+
+@pytest.mark.parametrize("secret", [None, SIMULATOR_APP_SECRET])
+def test_meta_with_the_simulators_public_secret_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None
+) -> None:
+    """Unset, META_APP_SECRET is the simulator's public default: anyone could sign for Meta."""
+    monkeypatch.setenv("RELANCE_PROVIDER", "meta")
+    for name, value in PROVIDER_SECRETS["meta"].items():
+        monkeypatch.setenv(name, value)
+    if secret is None:
+        monkeypatch.delenv("META_APP_SECRET")
+    else:
+        monkeypatch.setenv("META_APP_SECRET", secret)
+
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+
+    assert str(info.value).startswith("invalid configuration: META_APP_SECRET: must be your Meta")
+
+
+def _start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``relance migrate`` in a subprocess: it reads the configuration first, like every command."""
+    clean = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
+    return subprocess.run(
+        [sys.executable, "-m", "relance", "migrate"],
+        env={**clean, "RELANCE_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("provider", "missing"), [*MISSING, ("meta", "META_APP_SECRET=" + SIMULATOR_APP_SECRET)]
+)
+def test_cli_stops_when_the_provider_lacks_a_secret(
+    tmp_path: Path, provider: str, missing: str
+) -> None:
+    name, _, value = missing.partition("=")
+    env = {**PROVIDER_SECRETS[provider], "RELANCE_PROVIDER": provider}
+    if value:
+        env[name] = value
+    else:
+        del env[name]
+
+    proc = _start(env, tmp_path)
+
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"relance: invalid configuration: {name}: must "), lines[0]
     assert not (tmp_path / "relance.db").exists()

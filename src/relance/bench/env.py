@@ -145,6 +145,7 @@ class BenchEnv:
                 "META_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
                 "META_ACCESS_TOKEN": "bench-token",
                 "META_APP_SECRET": APP_SECRET,
+                "META_VERIFY_TOKEN": "bench-verify-token",
                 # Pacing off: the figure is the engine's, not the anti-ban pace.
                 "SEND_DELAY_SECONDS": "0",
                 "BATCH_PAUSE_SECONDS": "0",

@@ -79,6 +79,7 @@ class StatusEvent:
     error_code: str | None = None
     error_text: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None  # why it cannot be applied (stored, not applied)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class InteractionEvent:
     # The message it answers (Cloud API ``context.id``, a reaction's ``message_id``).
     context_provider_message_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None  # why it cannot be applied (stored, not applied)
 
 
 ProviderEvent = StatusEvent | InteractionEvent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -10,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from relance.campaigns import repository as repo
@@ -19,18 +21,31 @@ from relance.campaigns.sending import apply_status
 from relance.campaigns.service import finish, opt_out, record_interaction
 from relance.config import SIMULATOR_APP_SECRET, Settings
 from relance.contacts.domain import is_stop_keyword
+from relance.db import savepoint
 from relance.models import InboundEvent, Message, utcnow
 from relance.providers import meta_webhooks
 from relance.providers.base import InteractionEvent, ProviderEvent, StatusEvent, WebhookRejected
+from relance.providers.screening import screen
 
 log = logging.getLogger(__name__)
-PROVIDERS = ("meta", "simulator", "wassenger", "twilio")
+
+
+def check_route(provider: str, settings: Settings) -> None:
+    """Only the configured provider has a webhook: any other answers 404, body unread.
+
+    The simulator signs with a public secret: its route open beside a real provider would let
+    anyone forge replies and stop words.
+    """
+    if provider != settings.provider:
+        raise WebhookRejected(404, f"no webhook for provider {provider[:40]!r} here")
 
 
 def verify_and_parse(
     provider: str, settings: Settings, headers: Mapping[str, str], body: bytes, url: str
 ) -> list[ProviderEvent]:
-    """Refuse (WebhookRejected) anything unsigned, wrongly signed or malformed."""
+    """Refuse (WebhookRejected) another provider's route, and anything unsigned, wrongly
+    signed or malformed."""
+    check_route(provider, settings)
     if provider in ("meta", "simulator"):
         secret = settings.meta_app_secret
         if provider == "meta" and secret == SIMULATOR_APP_SECRET:
@@ -47,7 +62,7 @@ def verify_and_parse(
 
         twilio.verify_twilio(settings, headers, body, url)
         return list(twilio.parse_twilio(body))
-    raise WebhookRejected(404, f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+    raise AssertionError(f"RELANCE_PROVIDER {provider!r} has no webhook parser")
 
 
 def _store_all(
@@ -128,10 +143,15 @@ def apply_events(
     tally: Counter[str] = Counter()
     deltas = repo.Deltas()
     stop_words = settings.stop_keyword_set
-    ordered = in_lock_order(events)
+    ordered = in_lock_order([screen(e) for e in events])
     new_ids = _store_all(session, provider, ordered, now)
     messages = _find_messages(
-        session, [e for e in ordered if isinstance(e, StatusEvent) and e.dedup_key in new_ids]
+        session,
+        [
+            e
+            for e in ordered
+            if isinstance(e, StatusEvent) and e.dedup_key in new_ids and not e.rejected
+        ],
     )
     results: list[dict[str, object]] = []
     for event in ordered:
@@ -141,6 +161,19 @@ def apply_events(
             continue
         message_id: int | None = None
         recipient_id: int | None = None
+        if event.rejected:
+            # Stored so that it is seen, and a retry of it is a duplicate; never applied.
+            results.append(
+                {
+                    "id": event_id,
+                    "matched": False,
+                    "outcome": f"rejected: {event.rejected}",
+                    "message_id": None,
+                    "recipient_id": None,
+                }
+            )
+            tally["rejected"] += 1
+            continue
         if isinstance(event, StatusEvent):
             message = messages.get(event.provider_message_id)
             if message is None:
@@ -187,3 +220,62 @@ def apply_events(
         session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
     finish(session, deltas, now)
     return dict(tally)
+
+
+def apply_each(
+    session: Session,
+    settings: Settings,
+    followups: Followups,
+    provider: str,
+    events: Sequence[ProviderEvent],
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """A batch the database refused as a whole, applied again one event per savepoint.
+
+    Only the event the database refuses is left out, stored as rejected: the others are
+    applied and the webhook answered, instead of the provider retrying the batch for ever. A
+    deadlock or lock timeout (OperationalError) still fails the whole transaction, to be retried.
+    """
+    now = now or utcnow()
+    tally: Counter[str] = Counter()
+    for event in events:
+        try:
+            with savepoint(session):
+                tally.update(apply_events(session, settings, followups, provider, [event], now))
+        except OperationalError:
+            raise
+        except SQLAlchemyError as exc:
+            tally.update(_store_refused(session, settings, followups, provider, event, exc, now))
+    return dict(tally)
+
+
+def _store_refused(
+    session: Session,
+    settings: Settings,
+    followups: Followups,
+    provider: str,
+    event: ProviderEvent,
+    error: SQLAlchemyError,
+    now: datetime,
+) -> dict[str, int]:
+    """Store as rejected the event the database refused; without its payload if that was it."""
+    cause = type(getattr(error, "orig", None) or error).__name__
+    log.error(
+        "webhook event refused by the database",
+        extra={"provider": provider, "dedup_key": event.dedup_key[:100], "error": cause},
+    )
+    for payload in (event.raw, {}):
+        refused = dataclasses.replace(
+            event, raw=payload, rejected=f"the database refused it ({cause})"
+        )
+        try:
+            with savepoint(session):
+                return apply_events(session, settings, followups, provider, [refused], now)
+        except OperationalError:
+            raise
+        except SQLAlchemyError:
+            continue
+    log.error(
+        "webhook event lost: the database refused even its rejection", extra={"provider": provider}
+    )
+    return {"lost": 1}

@@ -1,0 +1,48 @@
+"""After-commit work and savepoints (relance.db), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relance.db import on_commit, savepoint
+
+
+def _violate_not_null(session: Session) -> None:
+    session.execute(text("INSERT INTO categories (name, description) VALUES (NULL, NULL)"))
+
+
+def test_work_queued_in_savepoints_runs_at_the_real_commit_unless_its_savepoint_failed(
+    session: Session,
+) -> None:
+    ran: list[str] = []
+    session.execute(text("SELECT 1"))
+    on_commit(session, lambda: ran.append("outside"))
+    with savepoint(session):
+        on_commit(session, lambda: ran.append("released"))
+    assert ran == []  # releasing a savepoint commits nothing yet
+
+    with pytest.raises(IntegrityError), savepoint(session):
+        on_commit(session, lambda: ran.append("refused"))
+        _violate_not_null(session)
+    with savepoint(session):
+        on_commit(session, lambda: ran.append("after"))
+    assert ran == []
+
+    session.commit()
+
+    assert ran == ["outside", "released", "after"]
+
+
+def test_a_rollback_drops_every_queued_work(session: Session) -> None:
+    ran: list[str] = []
+    with savepoint(session):
+        on_commit(session, lambda: ran.append("released"))
+    on_commit(session, lambda: ran.append("outside"))
+
+    session.rollback()
+    session.commit()
+
+    assert ran == []
