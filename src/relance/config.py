@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     default_region: str = "FR"
     stop_keywords: str = "STOP,ARRET,UNSUBSCRIBE"
 
+    simulator_webhook_url: str = Field(
+        default="", description="where the simulator posts; default PUBLIC_URL/webhooks/simulator"
+    )
     simulator_reply_rate: float = Field(default=0.5, ge=0, le=1)
     simulator_failure_rate: float = Field(default=0.05, ge=0, le=1)
     simulator_min_delay_seconds: float = Field(default=0.2, ge=0)
@@ -123,7 +126,13 @@ class Settings(BaseSettings):
     def _redis_url(cls, v: str) -> str:
         return v and _check_url(v, ("redis", "rediss"))
 
-    @field_validator("meta_graph_url", "wassenger_api_url", "twilio_api_url", "public_url")
+    @field_validator(
+        "meta_graph_url",
+        "wassenger_api_url",
+        "twilio_api_url",
+        "public_url",
+        "simulator_webhook_url",
+    )
     @classmethod
     def _http_url(cls, v: str) -> str:
         return v and _check_url(v, ("http", "https"))
@@ -196,6 +205,12 @@ class Settings(BaseSettings):
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def effective_simulator_webhook_url(self) -> str:
+        """Browsers and the simulator may reach the API by different names (Compose: the
+        dashboard on localhost, the worker's simulator on the api service)."""
+        return self.simulator_webhook_url or f"{self.effective_public_url}/webhooks/simulator"
 
     @property
     def public_url_is_https(self) -> bool:

@@ -25,6 +25,7 @@ from tests.integration.test_webhooks_api import (
     status_body,
     status_entry,
     statuses_body,
+    use_provider,
 )
 from tests.support.engine import (
     FakeProvider,
@@ -447,10 +448,11 @@ def _every_value(settings: Settings) -> str:
 
 
 def test_deleting_contacts_of_a_completed_campaign_erases_them_and_keeps_its_numbers(
-    settings: Settings,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Right to erasure without rewriting history: 9 recipients stay 9, the counters still
     match a recount, and neither number is left anywhere in the database."""
+    settings = use_provider(monkeypatch, "meta")  # the webhooks below are Meta's
     followups = RecordingFollowups()
     client = api_client(settings)
     client.app.dependency_overrides[get_followups] = lambda: followups  # type: ignore[attr-defined]

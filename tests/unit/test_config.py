@@ -223,3 +223,17 @@ def test_cli_stops_when_the_provider_lacks_a_secret(
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"relance: invalid configuration: {name}: must "), lines[0]
     assert not (tmp_path / "relance.db").exists()
+
+
+def test_browsers_and_the_simulator_may_reach_relance_by_different_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compose: the dashboard is on localhost, the worker posts to the api service."""
+    monkeypatch.setenv("PUBLIC_URL", "https://relance.example.com")
+    s = load_settings()
+    assert s.effective_simulator_webhook_url == "https://relance.example.com/webhooks/simulator"
+    assert s.public_url_is_https
+    monkeypatch.setenv("SIMULATOR_WEBHOOK_URL", "http://api:8000/webhooks/simulator")
+    assert load_settings().effective_simulator_webhook_url == "http://api:8000/webhooks/simulator"
+    monkeypatch.setenv("PUBLIC_URL", "http://localhost:8000")
+    assert not load_settings().public_url_is_https

@@ -8,7 +8,7 @@ from relance.config import Settings
 from relance.providers.base import Provider
 
 _lock = threading.Lock()
-_providers: dict[tuple[str, str], Provider] = {}
+_providers: dict[tuple[str, str, str], Provider] = {}
 
 
 def make_provider(settings: Settings) -> Provider:
@@ -30,7 +30,7 @@ def make_provider(settings: Settings) -> Provider:
 
 
 def get_provider(settings: Settings) -> Provider:
-    key = (settings.provider, settings.effective_public_url)
+    key = (settings.provider, settings.effective_public_url, settings.simulator_webhook_url)
     with _lock:
         if key not in _providers:
             _providers[key] = make_provider(settings)

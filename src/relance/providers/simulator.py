@@ -1,11 +1,12 @@
 """The embedded default provider: accepts sends like a real one, then answers over HTTP.
 
 For each accepted message it later POSTs Cloud-API-format webhooks, signed with
-``META_APP_SECRET``, to ``PUBLIC_URL/webhooks/simulator``: ``sent``, then ``delivered`` and
-``read``, or ``failed`` (131026) for a share of numbers, and for another share a text reply to
-Message 1. Which number fails or replies is decided by a hash of the number, so a test knows
-each contact's fate in advance (``simulated_fate``). ``SIMULATOR_DROP_RATE`` loses that share
-of reply webhooks on purpose, as a real network sometimes does (E3).
+``META_APP_SECRET``, to ``SIMULATOR_WEBHOOK_URL`` (default ``PUBLIC_URL/webhooks/simulator``):
+``sent``, then ``delivered`` and ``read``, or ``failed`` (131026) for a share of numbers, and
+for another share a text reply to Message 1. Which number fails or replies is decided by a
+hash of the number, so a test knows each contact's fate in advance (``simulated_fate``).
+``SIMULATOR_DROP_RATE`` loses that share of reply webhooks on purpose, as a real network
+sometimes does (E3).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class SimulatorProvider:
         self, settings: Settings, post: Callable[[bytes, dict[str, str]], None] | None = None
     ) -> None:
         self.settings = settings
-        self.url = f"{settings.effective_public_url}/webhooks/simulator"
+        self.url = settings.effective_simulator_webhook_url
         self._client = httpx.Client(timeout=10)
         self._post = post or self._http_post
         self._heap: list[tuple[float, int, dict[str, Any]]] = []
