@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
@@ -32,11 +32,8 @@ def _settings() -> Settings:
 
 
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
-
-
-def _not_yet(command: str) -> NoReturn:
-    typer.echo(f"relance {command}: not available yet in this version.", err=True)
-    raise typer.Exit(2)
+Host = Annotated[str | None, typer.Option(help="listen address (HOST)")]
+Port = Annotated[int | None, typer.Option(help="listen port (PORT)")]
 
 
 @cli.command()
@@ -50,10 +47,7 @@ def migrate() -> None:
 
 
 @cli.command()
-def api(
-    host: Annotated[str | None, typer.Option(help="listen address (HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port (PORT)")] = None,
-) -> None:
+def api(host: Host = None, port: Port = None) -> None:
     """Run the HTTP server (uvicorn)."""
     import uvicorn
 
@@ -92,18 +86,10 @@ def beat(ctx: typer.Context) -> None:
 
 
 @cli.command()
-def up(
-    host: Annotated[str | None, typer.Option(help="listen address (HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port (PORT)")] = None,
-) -> None:
+def up(host: Host = None, port: Port = None) -> None:
     """API + worker + Beat in one process group; migrations applied first."""
     settings = _settings()
-    import importlib
-
-    try:
-        run_stack = importlib.import_module("relance.runner").run_stack
-    except ImportError:
-        _not_yet("up")
+    from relance.runner import run_stack
 
     raise typer.Exit(run_stack(settings, host=host, port=port))
 
@@ -112,12 +98,7 @@ def up(
 def demo() -> None:
     """Seed contacts, launch a campaign on the simulator, follow it to completed."""
     settings = _settings()
-    import importlib
-
-    try:
-        run_demo = importlib.import_module("relance.demo").run_demo
-    except ImportError:
-        _not_yet("demo")
+    from relance.demo import run_demo
 
     raise typer.Exit(run_demo(settings))
 
@@ -129,12 +110,8 @@ def demo() -> None:
 def bench(ctx: typer.Context) -> None:
     """The benchmark harness of SPEC section 8; relance bench --help lists its options."""
     _settings()
-    import importlib
+    from relance.bench import harness
 
-    try:
-        harness = importlib.import_module("relance.bench.harness")
-    except ImportError:
-        _not_yet("bench")
     raise typer.Exit(harness.main(ctx.args))
 
 

@@ -222,12 +222,6 @@ class Settings(BaseSettings):
         return self.effective_database_url.startswith("sqlite")
 
     @property
-    def stop_keyword_set(self) -> frozenset[str]:
-        from relance.contacts.domain import fold_keyword
-
-        return frozenset(fold_keyword(k) for k in self.stop_keywords.split(",") if k.strip())
-
-    @property
     def sender_key(self) -> str:
         """The WhatsApp number whose pace is shared by every worker."""
         number = {

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relance.config import Settings, get_settings
 
-AFTER_COMMIT_KEY = "relance_after_commit"
+PENDING_KEY = "relance_pending"
+AFTER_COMMIT = "after_commit"
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -68,36 +69,53 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     return _factory((settings or get_settings()).effective_database_url)
 
 
+def pending(session: Session, name: str) -> list[Any]:
+    """A list of work the current transaction leaves for its commit, under ``name``.
+
+    A rollback empties every such list; a savepoint's rollback (``savepoint``) cuts each back to
+    what it held when the savepoint began, so only what was queued inside it is forgotten.
+    """
+    lists: dict[str, list[Any]] = session.info.setdefault(PENDING_KEY, {})
+    return lists.setdefault(name, [])
+
+
+def take_pending(session: Session, name: str) -> list[Any]:
+    """Remove and return what is pending under ``name`` (when the transaction commits)."""
+    lists: dict[str, list[Any]] = session.info.get(PENDING_KEY, {})
+    return lists.pop(name, [])
+
+
 def on_commit(session: Session, callback: Callable[[], Any]) -> None:
     """Run ``callback`` once this session's transaction commits; a rollback drops it."""
-    session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
+    pending(session, AFTER_COMMIT).append(callback)
 
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: the work waits for the real commit
-    callbacks = session.info.pop(AFTER_COMMIT_KEY, [])
-    for callback in callbacks:
+    for callback in take_pending(session, AFTER_COMMIT):
         callback()
 
 
 @event.listens_for(Session, "after_rollback")
-def _drop_after_commit(session: Session) -> None:
+def _drop_pending(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint rolled back: savepoint() drops the work queued inside it only
-    session.info.pop(AFTER_COMMIT_KEY, None)
+    session.info.pop(PENDING_KEY, None)
 
 
 @contextmanager
 def savepoint(session: Session) -> Iterator[None]:
-    """A SAVEPOINT: an error rolls back to it and forgets the after-commit work queued inside."""
-    queued = len(session.info.get(AFTER_COMMIT_KEY, []))
+    """A SAVEPOINT: an error rolls back to it and forgets the pending work queued inside."""
+    lists: dict[str, list[Any]] = session.info.setdefault(PENDING_KEY, {})
+    marks = {name: len(items) for name, items in lists.items()}
     try:
         with session.begin_nested():
             yield
     except BaseException:
-        del session.info.get(AFTER_COMMIT_KEY, [])[queued:]
+        for name, items in lists.items():
+            del items[marks.get(name, 0) :]
         raise
 
 

@@ -55,32 +55,22 @@ def demo_csv(n: int = CONTACTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROGRESS_COLUMNS = (
+    "total",
+    "message_1_sent",
+    "awaiting_reply",
+    "message_2_sent",
+    "no_interaction",
+    "failed",
+    "finished",
+)
+
+
 def _progress(stats: dict[str, Any], elapsed: float) -> Table:
     table = Table(title=f"campaign {stats['campaign_id']}: {stats['status']}  ({elapsed:4.1f} s)")
-    for name in (
-        "total",
-        "message_1_sent",
-        "awaiting_reply",
-        "message_2_sent",
-        "no_interaction",
-        "failed",
-        "finished",
-    ):
+    for name in PROGRESS_COLUMNS:
         table.add_column(name.replace("_", " "), justify="right")
-    table.add_row(
-        *(
-            str(stats[k])
-            for k in (
-                "total",
-                "message_1_sent",
-                "awaiting_reply",
-                "message_2_sent",
-                "no_interaction",
-                "failed",
-                "finished",
-            )
-        )
-    )
+    table.add_row(*(str(stats[k]) for k in PROGRESS_COLUMNS))
     return table
 
 

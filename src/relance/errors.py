@@ -1,8 +1,12 @@
-"""Typed service errors, mapped once to HTTP codes by relance.api."""
+"""Typed errors and their one schema; relance.api maps them to HTTP codes in one place."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
 
 
 class DomainError(Exception):
@@ -31,3 +35,32 @@ class Invalid(DomainError):
 
 def not_found(kind: str, ident: object) -> NotFound:
     return NotFound(f"{kind} {ident} not found")
+
+
+def found(value: T | None, kind: str, ident: object) -> T:
+    """``value``, or NotFound (404) naming what was looked for."""
+    if value is None:
+        raise not_found(kind, ident)
+    return value
+
+
+class ErrorOut(BaseModel):
+    """Every error: a message, or a list of {loc, field, msg, type} for invalid fields."""
+
+    detail: Any = Field(examples=["contact 7 not found"])
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Malformed request"},
+    401: {"model": ErrorOut, "description": "Missing or invalid API key, or bad signature"},
+    403: {"model": ErrorOut, "description": "Wrong signature or verify token, or another site"},
+    404: {"model": ErrorOut, "description": "Unknown id"},
+    409: {"model": ErrorOut, "description": "Not allowed in the object's current state"},
+    413: {"model": ErrorOut, "description": "Request body over MAX_BODY_BYTES"},
+    422: {"model": ErrorOut, "description": "Invalid input; the detail names the field"},
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that may answer these codes (401 always)."""
+    return {code: ERROR_RESPONSES[code] for code in (401, *codes)}

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.signals import worker_shutting_down
 
-from relance.campaigns import sending, service
+from relance.campaigns import dispatch, launch, sweeps
 from relance.config import get_settings
 from relance.db import session_scope
 from relance.pacing.limiter import make_limiter
@@ -48,7 +48,7 @@ def _stop_dispatching(**_: Any) -> None:
 
 def _dispatch(message_ids: list[int] | None, budget: float) -> dict[str, Any]:
     settings = get_settings()
-    report = sending.dispatch(
+    report = dispatch.dispatch(
         settings,
         get_provider(settings),
         make_limiter(settings),
@@ -82,7 +82,7 @@ def send_campaign_messages(campaign_id: int | None = None) -> dict[str, Any]:
     settings = get_settings()
     try:
         with session_scope(settings) as session:
-            service.start_due_scheduled(session, settings, followups)
+            launch.start_due_scheduled(session, settings, followups)
     except Exception:
         # The campaigns already sending must not wait on the scheduled ones: dispatch anyway.
         log.exception("starting the scheduled campaigns failed; they are tried again next run")
@@ -97,7 +97,7 @@ def update_campaign_status(campaign_id: int) -> dict[str, Any]:
     """R1.1/R1.2: complete the campaign if every recipient is final. E1: errors change nothing."""
     try:
         with session_scope() as session:
-            status = service.update_campaign_status(session, campaign_id)
+            status = sweeps.update_campaign_status(session, campaign_id)
     except Exception:
         log.exception(
             "status check failed; status left unchanged", extra={"campaign_id": campaign_id}
@@ -110,7 +110,7 @@ def update_campaign_status(campaign_id: int) -> dict[str, Any]:
 def update_campaign_statistics(campaign_id: int) -> dict[str, Any]:
     """Recount a campaign's counters from its rows and repair any drift."""
     with session_scope() as session:
-        drift = service.reconcile_counters(session, campaign_id)
+        drift = sweeps.reconcile_counters(session, campaign_id)
     return {"campaign_id": campaign_id, "repaired": sorted(drift)}
 
 
@@ -118,7 +118,7 @@ def update_campaign_statistics(campaign_id: int) -> dict[str, Any]:
 def check_sending_campaigns() -> dict[str, Any]:
     """R2.1/R2.2: the Beat safety net over every campaign still sending."""
     with session_scope() as session:
-        ids = service.check_sending_campaigns(session, followups)
+        ids = sweeps.check_sending_campaigns(session, followups)
     return {"checked": ids}
 
 
@@ -128,7 +128,7 @@ def check_expired_interactions() -> dict[str, Any]:
     expired = 0
     while True:
         with session_scope() as session:
-            n = service.expire_windows(session)
+            n = sweeps.expire_windows(session)
         expired += n
         if n == 0:
             return {"expired": expired}
@@ -139,6 +139,6 @@ def recover_interrupted_campaigns() -> dict[str, Any]:
     """Messages a dead worker left ``sending``, after the grace period; then wake a dispatcher."""
     settings = get_settings()
     with session_scope(settings) as session:
-        result = service.recover_interrupted(session, settings)
+        result = sweeps.recover_interrupted(session, settings)
     followups.dispatch()
     return result

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
-from relance.campaigns import service
-from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
+from relance.campaigns.launch import start_due_scheduled
 from relance.config import Settings
 from relance.db import get_engine, session_scope
+from relance.deps import get_followups
 from relance.models import Campaign, Contact, utcnow
 from relance.providers.base import PermanentError
 from tests.api_helpers import api_client, row_counts
@@ -362,7 +362,7 @@ def test_a_scheduled_campaign_that_cannot_start_is_cancelled_with_the_reason(
     for contact in client.get("/api/contacts").json()["items"]:
         assert client.patch(f"/api/contacts/{contact['id']}", json={"opted_out": True}).is_success
     with session_scope(settings) as session:
-        assert service.start_due_scheduled(session, settings, followups, at) == []
+        assert start_due_scheduled(session, settings, followups, at) == []
     out = client.get(f"/api/campaigns/{cid}").json()
     reason = (
         "not started at its scheduled time: "

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from relance.campaigns import service as campaigns
-from relance.campaigns.endpoints import get_followups
+from relance.campaigns import sweeps
 from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
 from relance.db import session_scope
+from relance.deps import get_followups
 from relance.models import Base, Campaign, Contact, InboundEvent, Message, Recipient, utcnow
 from relance.providers.base import PermanentError
 from tests.api_helpers import api_client, row_counts
@@ -482,7 +482,7 @@ def test_deleting_contacts_of_a_completed_campaign_erases_them_and_keeps_its_num
     delivered = status_entry(m2.provider_message_id, "delivered", answering, m2.id)
     assert post_meta(client, statuses_body(delivered)).status_code == 200
     with session_scope(settings) as session:
-        assert campaigns.expire_windows(session, now=later(7200)) == 7
+        assert sweeps.expire_windows(session, now=later(7200)) == 7
     stats = client.get(f"/api/campaigns/{cid}/stats").json()
     assert (stats["completed"], stats["total"], stats["message_2_sent"], stats["failed"]) == (
         True,

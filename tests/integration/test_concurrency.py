@@ -19,16 +19,18 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import func, select, text, update
 
-from relance.campaigns import repository as repo
-from relance.campaigns import service
+from relance.campaigns import answers, claims, lifecycle, sweeps
+from relance.campaigns.dispatch import dispatch
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.sending import DispatchReport, SendOutcome, dispatch, record_outcomes
+from relance.campaigns.inbound import Receiver, apply_events
+from relance.campaigns.launch import launch_campaign
+from relance.campaigns.outcomes import DispatchReport, SendOutcome, record_outcomes
 from relance.config import Settings
 from relance.db import session_scope
 from relance.models import Campaign, Contact, Message, Recipient, utcnow
 from relance.pacing.limiter import make_limiter
-from relance.providers.base import InteractionEvent, PermanentError, ProviderEvent, StatusEvent
-from relance.providers.webhooks import apply_events
+from relance.providers.base import PermanentError
+from relance.providers.events import InteractionEvent, ProviderEvent, StatusEvent
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
@@ -66,7 +68,7 @@ def launch(
         cat = seed_contacts(session, n, category=f"c{start}", start=start)
         cid = make_campaign(session, [cat], message_2=message_2)
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, followups, cid)
+        launch_campaign(session, settings, followups, cid)
     return cid, followups
 
 
@@ -76,7 +78,7 @@ def send_message_1(settings: Settings, campaign_id: int, provider: FakeProvider)
 
 
 class CompletionLog(logging.Handler):
-    """Collects the ``campaign completed`` records of repository.try_complete."""
+    """Collects the ``campaign completed`` records of counters.try_complete."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -91,7 +93,7 @@ class CompletionLog(logging.Handler):
 
 @pytest.fixture
 def completions() -> Iterator[CompletionLog]:
-    logger = logging.getLogger("relance.campaigns.repository")
+    logger = logging.getLogger("relance.campaigns.counters")
     handler = CompletionLog()
     old_level = logger.level
     logger.setLevel(logging.INFO)
@@ -137,14 +139,15 @@ def test_reply_racing_window_close_has_exactly_one_outcome(pg_settings: Settings
     def reply(i: int) -> Callable[[], tuple[str, int | None]]:
         def call() -> tuple[str, int | None]:
             with session_scope(settings) as session:
-                return service.record_interaction(session, settings, followups, phone(i))
+                applied = answers.record_interaction(session, settings, followups, phone(i))
+            return applied.outcome, applied.recipient_id
 
         return call
 
     def sweep(i: int) -> Callable[[], tuple[str, int | None]]:
         def call() -> tuple[str, int | None]:
             with session_scope(settings) as session:
-                n = service.expire_windows(session, now=closes[i] + timedelta(seconds=1))
+                n = sweeps.expire_windows(session, now=closes[i] + timedelta(seconds=1))
             return ("expired", n)
 
         return call
@@ -206,7 +209,7 @@ def test_last_two_recipients_finishing_at_once_complete_the_campaign_once(
         calls: list[Callable[[], object]] = []
         if kind.startswith("m2_"):
             with session_scope(settings) as session:
-                service.record_interaction(session, settings, followups, first)
+                answers.record_interaction(session, settings, followups, first)
             with session_scope(settings) as session:
                 m2_id = session.scalar(
                     select(Message.id).where(
@@ -214,7 +217,7 @@ def test_last_two_recipients_finishing_at_once_complete_the_campaign_once(
                     )
                 )
                 assert m2_id is not None
-                assert repo.claim_messages(
+                assert claims.claim_messages(
                     session, utcnow(), 10, [m2_id], provider=settings.provider
                 ) == [m2_id]
             error = PermanentError("131026", "undeliverable") if kind.startswith("m2_f") else None
@@ -249,7 +252,7 @@ def test_last_two_recipients_finishing_at_once_complete_the_campaign_once(
         assert c.completed_at is not None
         assert completions.completed[cid] == 1, (kind, completions.completed[cid])
         with session_scope(settings) as session:
-            assert service.update_campaign_status(session, cid) == "completed"
+            assert sweeps.update_campaign_status(session, cid) == "completed"
         assert campaign_row(settings, cid).completed_at == c.completed_at
         assert completions.completed[cid] == 1
         assert_counters_match_rows(settings, cid)
@@ -258,19 +261,19 @@ def test_last_two_recipients_finishing_at_once_complete_the_campaign_once(
 
 def _opt_out(settings: Settings, ph: str) -> object:
     with session_scope(settings) as session:
-        return service.opt_out(session, ph)
+        return answers.opt_out(session, ph)
 
 
 def _expire(settings: Settings) -> object:
     with session_scope(settings) as session:
-        return service.expire_windows(session, now=later(7200))
+        return sweeps.expire_windows(session, now=later(7200))
 
 
 def _webhook(
     settings: Settings, followups: RecordingFollowups, events: list[ProviderEvent]
 ) -> dict[str, int]:
     with session_scope(settings) as session:
-        return apply_events(session, settings, followups, "simulator", events)
+        return apply_events(session, Receiver(settings, followups, "simulator"), events)
 
 
 # (c) several dispatchers on one queue -----------------------------------------------------------
@@ -327,9 +330,9 @@ def test_concurrent_claims_are_disjoint(pg_settings: Settings) -> None:
     run_dispatch(settings, provider, followups, recipient_ids=first)
     for i in range(failed, failed + replied):
         with session_scope(settings) as session:
-            service.record_interaction(session, settings, followups, phone(7000 + i))
+            answers.record_interaction(session, settings, followups, phone(7000 + i))
     with session_scope(settings) as session:
-        assert service.retry_failed(session, settings, followups, cid) == failed
+        assert lifecycle.retry_failed(session, settings, followups, cid) == failed
     with session_scope(settings) as session:
         pending = set(session.scalars(select(Message.id).where(Message.status == "pending")))
     assert len(pending) == failed + replied
@@ -338,7 +341,7 @@ def test_concurrent_claims_are_disjoint(pg_settings: Settings) -> None:
         mine: list[int] = []
         while True:
             with session_scope(settings) as session:
-                got = repo.claim_messages(session, utcnow(), 17, provider=settings.provider)
+                got = claims.claim_messages(session, utcnow(), 17, provider=settings.provider)
             if not got:
                 return mine
             mine.extend(got)
@@ -354,7 +357,7 @@ def test_concurrent_claims_are_disjoint(pg_settings: Settings) -> None:
             select(Message.kind, Message.status, Message.attempts).where(Message.id.in_(claimed))
         ).all()
         due_left = session.scalar(
-            select(func.count()).where(Recipient.campaign_id == cid, *repo.message_1_due())
+            select(func.count()).where(Recipient.campaign_id == cid, *claims.message_1_due())
         )
     assert Counter(claimed_rows) == {
         ("message_1", "sending", 1): fresh + failed,  # a retry_failed row: its first attempt
@@ -438,7 +441,7 @@ def test_deleting_a_contact_a_launch_is_adding_waits_for_it_then_refuses(
         contact_id = session.scalars(select(Contact.id).order_by(Contact.id)).first()
         assert contact_id is not None
     launching = session_factory(settings)()
-    service.launch_campaign(launching, settings, RecordingFollowups(), cid)  # flushed only
+    launch_campaign(launching, settings, RecordingFollowups(), cid)  # flushed only
 
     def delete() -> None:
         with session_scope(settings) as session:

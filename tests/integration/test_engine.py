@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from relance.campaigns import service
+from relance.campaigns import answers, lifecycle, queries, sweeps
+from relance.campaigns.dispatch import claim
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.sending import claim
+from relance.campaigns.launch import launch_campaign, start_due_scheduled
 from relance.config import Settings
 from relance.db import session_scope
 from relance.models import Message, Recipient, utcnow
@@ -34,7 +35,7 @@ def _launch(settings: Settings, n: int, **kwargs: object) -> tuple[int, Recordin
         cat = seed_contacts(session, n)
         cid = make_campaign(session, [cat], **kwargs)  # type: ignore[arg-type]
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, followups, cid)
+        launch_campaign(session, settings, followups, cid)
     return cid, followups
 
 
@@ -54,9 +55,9 @@ def test_full_lifecycle_completes_by_itself(settings: Settings) -> None:
     # Ten contacts reply; one replies twice.
     with session_scope(settings) as session:
         for i in range(10, 20):
-            outcome, _ = service.record_interaction(session, settings, followups, phone(i))
+            outcome = answers.record_interaction(session, settings, followups, phone(i)).outcome
             assert outcome == "message_2_queued"
-        outcome, _ = service.record_interaction(session, settings, followups, phone(10))
+        outcome = answers.record_interaction(session, settings, followups, phone(10)).outcome
         assert outcome == "already_answered"
     assert len(followups.sent) == 10
     run_dispatch(settings, provider, followups, message_ids=followups.sent)
@@ -69,7 +70,7 @@ def test_full_lifecycle_completes_by_itself(settings: Settings) -> None:
 
     # Windows close: the last 18 become no_interaction and the campaign completes at once.
     with session_scope(settings) as session:
-        assert service.expire_windows(session, now=later(7200)) == 18
+        assert sweeps.expire_windows(session, now=later(7200)) == 18
     c = campaign_row(settings, cid)
     assert c.status == "completed"
     assert c.completed_at is not None
@@ -92,7 +93,7 @@ def test_launch_creates_recipients_only_and_the_claim_their_message_1(
             )
         )
         assert stamps == {None}
-        blocking = service.blocking_recipients(session, cid)
+        blocking = queries.blocking_recipients(session, cid)
     assert [b["reason"] for b in blocking] == ["waiting to send Message 1"] * 5
     c = campaign_row(settings, cid)
     assert (c.total, c.n_queued) == (5, 5)
@@ -144,7 +145,7 @@ def test_a_worker_dying_after_the_claim_leaves_the_created_rows_sending(
     assert [m.to for m in provider.sent] == [phone(2)]
     assert_message_1_rows(cfg, cid)
     with session_scope(cfg) as session:  # within the grace period nothing is touched
-        assert service.recover_interrupted(session, cfg) == {"failed": 0, "requeued": 0}
+        assert sweeps.recover_interrupted(session, cfg) == {"failed": 0, "requeued": 0}
     with session_scope(cfg) as session:  # the grace period goes by
         session.execute(
             update(Message)
@@ -152,7 +153,7 @@ def test_a_worker_dying_after_the_claim_leaves_the_created_rows_sending(
             .values(claimed_at=utcnow() - timedelta(seconds=cfg.sending_grace_seconds + 5))
         )
     with session_scope(cfg) as session:
-        outcome = service.recover_interrupted(session, cfg)
+        outcome = sweeps.recover_interrupted(session, cfg)
     if policy == "fail":
         assert outcome == {"failed": 2, "requeued": 0}
         c = campaign_row(cfg, cid)
@@ -179,9 +180,9 @@ def test_late_reply_sends_nothing(settings: Settings) -> None:
     _cid, followups = _launch(settings, 2)
     run_dispatch(settings, FakeProvider(), followups)
     with session_scope(settings) as session:
-        outcome, _ = service.record_interaction(
+        outcome = answers.record_interaction(
             session, settings, followups, phone(0), now=later(7200)
-        )
+        ).outcome
     assert outcome == "late_reply"
     assert followups.sent == []
     with session_scope(settings) as session:
@@ -201,7 +202,7 @@ def test_opted_out_contacts_are_skipped_and_counted(settings: Settings) -> None:
         )
         cid = make_campaign(session, [cat])
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, followups, cid)
+        launch_campaign(session, settings, followups, cid)
     c = campaign_row(settings, cid)
     assert (c.total, c.skipped_opted_out, c.n_queued) == (3, 1, 3)
 
@@ -239,11 +240,11 @@ def test_launch_needs_a_contact_that_has_not_opted_out(settings: Settings) -> No
     for name, cid in campaigns.items():
         with session_scope(settings) as session:
             if name in ("one listed contact", "second category"):
-                c = service.launch_campaign(session, settings, RecordingFollowups(), cid)
+                c = launch_campaign(session, settings, RecordingFollowups(), cid)
                 assert (c.status, c.total) == ("sending", 1), name
             else:
                 with pytest.raises(Invalid, match="audience is empty"):
-                    service.launch_campaign(session, settings, RecordingFollowups(), cid)
+                    launch_campaign(session, settings, RecordingFollowups(), cid)
 
 
 def test_a_launch_whose_fan_out_gives_no_recipient_is_refused(
@@ -261,7 +262,7 @@ def test_a_launch_whose_fan_out_gives_no_recipient_is_refused(
     monkeypatch.setattr(repository, "has_reachable_contact", lambda *_: True)  # the race
     followups = RecordingFollowups()
     with pytest.raises(Invalid, match="audience is empty"), session_scope(settings) as session:
-        service.launch_campaign(session, settings, followups, cid)
+        launch_campaign(session, settings, followups, cid)
     c = campaign_row(settings, cid)
     assert (c.status, c.total, c.started_at) == ("draft", 0, None)
     assert followups.dispatches == 0
@@ -286,7 +287,7 @@ def test_scheduled_campaigns_are_checked_again_when_they_start(settings: Setting
         session.get_one(Campaign, ids[3]).scheduled_at = at + timedelta(hours=1)
     for cid in ids:
         with session_scope(settings) as session:
-            launched = service.launch_campaign(session, settings, followups, cid)
+            launched = launch_campaign(session, settings, followups, cid)
             assert launched.status == "scheduled"
     # After scheduling: the first audience opts out, a contact of the other gets a long bio.
     with session_scope(settings) as session:
@@ -302,7 +303,7 @@ def test_scheduled_campaigns_are_checked_again_when_they_start(settings: Setting
         )
         bio_contact = session.scalar(select(Contact.id).where(Contact.phone == phone(4)))
     with session_scope(settings) as session:
-        started = service.start_due_scheduled(session, settings, followups, at)
+        started = start_due_scheduled(session, settings, followups, at)
     assert started == [ids[1]]
     assert followups.dispatches == 1  # the started one's, kept through the others' rollbacks
     rows = [campaign_row(settings, cid) for cid in ids]
@@ -323,7 +324,7 @@ def test_scheduled_campaigns_are_checked_again_when_they_start(settings: Setting
     assert count == 2
     # Nothing left due: a second run starts and cancels nothing.
     with session_scope(settings) as session:
-        assert service.start_due_scheduled(session, settings, followups, at) == []
+        assert start_due_scheduled(session, settings, followups, at) == []
 
 
 def test_the_dispatcher_sends_even_when_starting_scheduled_campaigns_fails(
@@ -341,7 +342,7 @@ def test_the_dispatcher_sends_even_when_starting_scheduled_campaigns_fails(
         dispatched.append(message_ids)
         return {"sent": 0, "failed": 0, "retried": 0, "more": False, "wait_reason": None}
 
-    monkeypatch.setattr(service, "start_due_scheduled", broken)
+    monkeypatch.setattr("relance.campaigns.launch.start_due_scheduled", broken)
     monkeypatch.setattr(tasks, "_dispatch", dispatch)
     assert tasks.send_campaign_messages.run()["sent"] == 0
     assert dispatched == [None]
@@ -350,12 +351,12 @@ def test_the_dispatcher_sends_even_when_starting_scheduled_campaigns_fails(
 def test_status_check_reads_counters(settings: Settings) -> None:
     cid, followups = _launch(settings, 3)
     with session_scope(settings) as session:
-        assert service.update_campaign_status(session, cid) == "sending"
+        assert sweeps.update_campaign_status(session, cid) == "sending"
     run_dispatch(settings, FakeProvider(), followups)
     with session_scope(settings) as session:
-        service.expire_windows(session, now=later(7200))
+        sweeps.expire_windows(session, now=later(7200))
     with session_scope(settings) as session:
-        assert service.update_campaign_status(session, cid) == "completed"
+        assert sweeps.update_campaign_status(session, cid) == "completed"
     with session_scope(settings) as session:
         n = session.scalar(
             select(func.count()).where(
@@ -366,15 +367,15 @@ def test_status_check_reads_counters(settings: Settings) -> None:
 
 
 def test_opting_out_through_the_api_path_ends_open_recipients(settings: Settings) -> None:
-    from relance.contacts.schemas import ContactUpdate
-    from relance.contacts.service import update_contact
     from relance.models import Contact
+    from tests.api_helpers import api_client
 
     cid, followups = _launch(settings, 3)
     with session_scope(settings) as session:
         contact_id = session.scalar(select(Contact.id).where(Contact.phone == phone(1)))
-        assert contact_id is not None
-        update_contact(session, settings, contact_id, ContactUpdate(opted_out=True))
+    r = api_client(settings).patch(f"/api/contacts/{contact_id}", json={"opted_out": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["opted_out"] is True
     run_dispatch(settings, FakeProvider(), followups)
     c = campaign_row(settings, cid)
     assert (c.n_opted_out, c.message_1_sent, c.n_awaiting_reply) == (1, 2, 2)
@@ -404,14 +405,14 @@ def test_a_deleted_contact_leaves_a_final_anonymised_recipient_nothing_sends_to(
             select(Recipient.id, Recipient.contact_id).where(Recipient.state == "failed")
         ).one()
         assert failed.contact_id is None
-        assert service.reconcile_counters(session, cid) == {}
+        assert sweeps.reconcile_counters(session, cid) == {}
         with pytest.raises(Conflict, match="no failed recipient to retry"):
-            service.retry_failed(session, settings, followups, cid)
+            lifecycle.retry_failed(session, settings, followups, cid)
     sends = len(provider.sent)
     run_dispatch(settings, provider, followups)
     assert len(provider.sent) == sends
     with session_scope(settings) as session:
-        assert service.expire_windows(session, now=later(7200)) == 2
+        assert sweeps.expire_windows(session, now=later(7200)) == 2
     c = campaign_row(settings, cid)
     assert (c.status, c.total, c.n_failed, c.n_no_interaction) == ("completed", 3, 1, 2)
     assert_counters_match_rows(settings, cid)
@@ -431,10 +432,10 @@ def test_safety_net_repairs_drift_and_completes(settings: Settings) -> None:
     assert campaign_row(settings, cid).status == "sending"
     checks = RecordingFollowups()
     with session_scope(settings) as session:
-        assert service.check_sending_campaigns(session, checks) == [cid]
+        assert sweeps.check_sending_campaigns(session, checks) == [cid]
     assert checks.checks == [(cid, 0)]
     with session_scope(settings) as session:
-        assert service.update_campaign_status(session, cid) == "completed"
+        assert sweeps.update_campaign_status(session, cid) == "completed"
     c = campaign_row(settings, cid)
     assert (c.n_done, c.n_queued, c.completed_at is not None) == (3, 0, True)
 

@@ -28,8 +28,8 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select, update
 
-from relance.campaigns import repository as repo
-from relance.campaigns import service
+from relance.campaigns import answers, claims, lifecycle, sweeps
+from relance.campaigns.dispatch import dispatch
 from relance.campaigns.domain import (
     FINAL_RECIPIENT_STATES,
     MESSAGE_STATUS_RANK,
@@ -39,23 +39,21 @@ from relance.campaigns.domain import (
     next_message_status,
 )
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.sending import dispatch
+from relance.campaigns.inbound import Receiver, apply_events
+from relance.campaigns.launch import launch_campaign
 from relance.config import Settings
 from relance.db import session_scope
 from relance.errors import Conflict
 from relance.models import Contact, Message, Recipient, utcnow
 from relance.pacing.limiter import make_limiter
 from relance.providers.base import (
-    InteractionEvent,
     OutboundMessage,
     PermanentError,
     ProviderError,
-    ProviderEvent,
     RateLimited,
     RetryableError,
-    StatusEvent,
 )
-from relance.providers.webhooks import apply_events
+from relance.providers.events import InteractionEvent, ProviderEvent, StatusEvent
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
@@ -160,7 +158,7 @@ class CampaignMachine(RuleBasedStateMachine):
             m2 = "Merci {first_name} !" if has_m2 else None
             self.cid = make_campaign(session, [cat], message_2=m2)
         with session_scope(self.settings) as session:
-            service.launch_campaign(session, self.settings, self.followups, self.cid)
+            launch_campaign(session, self.settings, self.followups, self.cid)
         assert self.messages() == []  # recipients only: each Message 1 is created when claimed
 
     # Provider behaviour --------------------------------------------------------------------
@@ -195,7 +193,7 @@ class CampaignMachine(RuleBasedStateMachine):
                 ).all()
                 waiting = session.scalars(
                     select(Recipient.id).where(
-                        Recipient.campaign_id == self.cid, *repo.message_1_due()
+                        Recipient.campaign_id == self.cid, *claims.message_1_due()
                     )
                 ).all()
             assert left == [], "dispatch left due messages behind"
@@ -219,9 +217,10 @@ class CampaignMachine(RuleBasedStateMachine):
         rid, before, closes = self.recipients()[ph]
         now = utcnow() if offset is None else utcnow() + timedelta(seconds=offset)
         with session_scope(self.settings) as session:
-            outcome, got = service.record_interaction(
+            applied = answers.record_interaction(
                 session, self.settings, self.followups, ph, now=now
             )
+            outcome, got = applied.outcome, applied.recipient_id
         assert got == rid
         after = self.recipients()[ph][1]
         in_window = before == "awaiting_reply" and closes is not None and closes > now
@@ -255,7 +254,7 @@ class CampaignMachine(RuleBasedStateMachine):
             )
         else:
             with session_scope(self.settings) as session:
-                service.opt_out(session, ph)
+                answers.opt_out(session, ph)
         after = self.recipients()[ph][1]
         assert after == ("opted_out" if before in OPEN else before)
         pending = [m for m in self.messages() if m[1] == rid and m[3] == "pending"]
@@ -266,7 +265,7 @@ class CampaignMachine(RuleBasedStateMachine):
         now = utcnow() + timedelta(seconds=offset or 0.0)
         before = self.recipients()
         with session_scope(self.settings) as session:
-            service.expire_windows(session, now=now)
+            sweeps.expire_windows(session, now=now)
         after = self.recipients()
         for ph, (_, state, closes) in before.items():
             if state == "awaiting_reply" and closes is not None and closes <= now:
@@ -314,7 +313,9 @@ class CampaignMachine(RuleBasedStateMachine):
 
     def _webhook(self, events: list[ProviderEvent]) -> dict[str, int]:
         with session_scope(self.settings) as session:
-            return apply_events(session, self.settings, self.followups, "simulator", events)
+            return apply_events(
+                session, Receiver(self.settings, self.followups, "simulator"), events
+            )
 
     # Campaign actions ------------------------------------------------------------------------
 
@@ -323,7 +324,7 @@ class CampaignMachine(RuleBasedStateMachine):
         before = self.status()
         states = [s for _, s, _ in self.recipients().values()]
         with session_scope(self.settings) as session:
-            result = service.update_campaign_status(session, self.cid)
+            result = sweeps.update_campaign_status(session, self.cid)
         if before in ("sending", "paused") and all(s in FINAL for s in states):
             assert result == "completed"
         else:
@@ -334,7 +335,7 @@ class CampaignMachine(RuleBasedStateMachine):
         if self.status() != "paused":
             return
         with session_scope(self.settings) as session:
-            service.resume_campaign(session, self.followups, self.cid)
+            lifecycle.resume_campaign(session, self.followups, self.cid)
         assert self.status() == "sending"
 
     @rule()
@@ -342,7 +343,7 @@ class CampaignMachine(RuleBasedStateMachine):
         before = self.status()
         try:
             with session_scope(self.settings) as session:
-                service.cancel_campaign(session, self.cid)
+                lifecycle.cancel_campaign(session, self.cid)
         except Conflict:
             assert before in ("completed", "cancelled")
             return
@@ -361,7 +362,7 @@ class CampaignMachine(RuleBasedStateMachine):
         failed = [ph for ph, (_, s, _) in self.recipients().items() if s == "failed"]
         try:
             with session_scope(self.settings) as session:
-                n = service.retry_failed(session, self.settings, self.followups, self.cid)
+                n = lifecycle.retry_failed(session, self.settings, self.followups, self.cid)
         except Conflict:
             assert before not in ("sending", "paused", "completed") or not failed
             return
@@ -469,7 +470,7 @@ def test_one_batch_with_two_statuses_of_one_message(settings: Settings) -> None:
         cat = seed_contacts(session, 2, category="batch", start=20_000_000)
         cid = make_campaign(session, [cat])
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, machine_followups, cid)
+        launch_campaign(session, settings, machine_followups, cid)
     provider = FakeProvider()
     dispatch(settings, provider, make_limiter(settings), machine_followups, budget_seconds=10)
     with session_scope(settings) as session:
@@ -486,7 +487,7 @@ def test_one_batch_with_two_statuses_of_one_message(settings: Settings) -> None:
         StatusEvent("k4", b, "delivered", now),  # late: ignored
     ]
     with session_scope(settings) as session:
-        apply_events(session, settings, machine_followups, "simulator", events)
+        apply_events(session, Receiver(settings, machine_followups, "simulator"), events)
     with session_scope(settings) as session:
         statuses = sorted(session.scalars(select(Message.status)))
     assert statuses == ["read", "read"]

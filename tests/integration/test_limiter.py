@@ -23,10 +23,10 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from relance.campaigns import repository as repo
-from relance.campaigns import service
+from relance.campaigns import claims
+from relance.campaigns.dispatch import dispatch
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.sending import dispatch
+from relance.campaigns.launch import launch_campaign
 from relance.config import Settings
 from relance.db import session_scope
 from relance.models import Message, Recipient
@@ -269,7 +269,9 @@ def _pending_and_sent(settings: Settings, campaign_id: int) -> dict[str, int]:
             session.scalars(select(Message.status).where(Message.campaign_id == campaign_id))
         )
         not_created = session.scalar(
-            select(func.count()).where(Recipient.campaign_id == campaign_id, *repo.message_1_due())
+            select(func.count()).where(
+                Recipient.campaign_id == campaign_id, *claims.message_1_due()
+            )
         )
     out = {s: statuses.count(s) for s in set(statuses)}
     if not_created:
@@ -286,7 +288,7 @@ def test_redis_down_fails_closed_then_sends_everything_once(
         cat = seed_contacts(session, n)
         cid = make_campaign(session, [cat])
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, followups, cid)
+        launch_campaign(session, settings, followups, cid)
     limiter = RedisLimiter(own_redis.url, settings.sender_key, rules_from(settings))
     assert isinstance(limiter.reserve(max_wait=1), Grant)  # it works while the server is up
 
@@ -326,7 +328,7 @@ def test_rate_limit_during_dispatch_blocks_the_shared_limiter(settings: Settings
         cat = seed_contacts(session, 2)
         cid = make_campaign(session, [cat])
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, followups, cid)
+        launch_campaign(session, settings, followups, cid)
     limited: list[int] = []
 
     def once(message: OutboundMessage) -> ProviderError | None:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from relance.campaigns import claims
 from relance.db import engine_for
 from relance.migrate import downgrade, upgrade
 
@@ -109,7 +110,6 @@ def test_0004_keeps_one_message_1_per_recipient_both_ways(database_url: str) -> 
     pending row, as the launch used to, so that the previous code sends them."""
     from sqlalchemy.orm import Session
 
-    from relance.campaigns import repository as repo
     from relance.models import utcnow
 
     url = database_url
@@ -141,7 +141,7 @@ def test_0004_keeps_one_message_1_per_recipient_both_ways(database_url: str) -> 
     stamped = _rows(url, "SELECT message_1_created_at IS NOT NULL FROM recipients")
     assert stamped == [(True,), (True,)]
     with Session(engine_for(url)) as session:
-        claimed = repo.claim_messages(session, utcnow(), 10, provider="simulator")
+        claimed = claims.claim_messages(session, utcnow(), 10, provider="simulator")
         session.commit()
     assert len(claimed) == 2  # the two existing rows, none created
     assert _rows(url, "SELECT count(*), min(status), max(status) FROM messages") == [

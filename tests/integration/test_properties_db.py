@@ -21,22 +21,19 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
+from relance.campaigns import answers, claims, counters, lifecycle, queries, sweeps
 from relance.campaigns import repository as repo
-from relance.campaigns import service
+from relance.campaigns.dispatch import claim, send_all
 from relance.campaigns.domain import CampaignStatus, is_complete, plan_formula_holds
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.sending import SendOutcome, claim, record_outcomes, send_all
+from relance.campaigns.inbound import Receiver, apply_events
+from relance.campaigns.launch import launch_campaign
+from relance.campaigns.outcomes import SendOutcome, record_outcomes
 from relance.config import Settings
 from relance.db import session_scope
 from relance.models import Campaign, Message, Recipient, utcnow
-from relance.providers.base import (
-    OutboundMessage,
-    PermanentError,
-    ProviderError,
-    RetryableError,
-    StatusEvent,
-)
-from relance.providers.webhooks import apply_events
+from relance.providers.base import OutboundMessage, PermanentError, ProviderError, RetryableError
+from relance.providers.events import StatusEvent
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
@@ -152,7 +149,7 @@ class Scenario:
         self.step()
         with session_scope(self.settings) as session:
             left = session.scalar(
-                select(func.count()).where(Recipient.id.in_(ids), *repo.message_1_due())
+                select(func.count()).where(Recipient.id.in_(ids), *claims.message_1_due())
             )
         assert left == 0
 
@@ -165,7 +162,7 @@ class Scenario:
                     )
                 )
             )
-            n = service.retry_failed(session, self.settings, self.followups, self.campaign_id)
+            n = lifecycle.retry_failed(session, self.settings, self.followups, self.campaign_id)
         self.retried.update(failed)
         self.step()
         return n
@@ -177,7 +174,7 @@ class Scenario:
             m2 = "Merci {first_name} !" if self.has_message_2 else None
             self.campaign_id = make_campaign(session, [cat], message_2=m2)
         with session_scope(self.settings) as session:
-            service.launch_campaign(session, self.settings, self.followups, self.campaign_id)
+            launch_campaign(session, self.settings, self.followups, self.campaign_id)
         self.step()
 
         # Message 1.
@@ -243,20 +240,20 @@ class Scenario:
         # Windows close, unless a contact must still be waiting (R1.4).
         if not self.who("waiting"):
             with session_scope(self.settings) as session:
-                service.expire_windows(session, now=later(7200))
+                sweeps.expire_windows(session, now=later(7200))
             self.step()
 
     def stop(self, i: int) -> None:
         with session_scope(self.settings) as session:
-            outcome, _ = service.opt_out(session, self.phone_of(i))
+            outcome = answers.opt_out(session, self.phone_of(i)).outcome
         assert outcome == "opted_out"
         self.step()
 
     def reply(self, i: int, expect: str = "message_2_queued") -> None:
         with session_scope(self.settings) as session:
-            outcome, _ = service.record_interaction(
+            outcome = answers.record_interaction(
                 session, self.settings, self.followups, self.phone_of(i)
-            )
+            ).outcome
         assert outcome == expect
         self.step()
 
@@ -305,7 +302,7 @@ class Scenario:
                 for mid, pmid in rows
                 if pmid is not None
             ]
-            apply_events(session, self.settings, self.followups, "simulator", events)
+            apply_events(session, Receiver(self.settings, self.followups, "simulator"), events)
         self.step()
 
     def campaign(self) -> Campaign:
@@ -314,7 +311,7 @@ class Scenario:
 
     def status_check(self) -> str:
         with session_scope(self.settings) as session:
-            return service.update_campaign_status(session, self.campaign_id)
+            return sweeps.update_campaign_status(session, self.campaign_id)
 
 
 @st.composite
@@ -362,7 +359,7 @@ def test_p1_all_contacts_finished_completes(
             )
         )
         assert open_left == 0
-        assert s.campaign_id not in service.check_sending_campaigns(
+        assert s.campaign_id not in sweeps.check_sending_campaigns(
             session, s.followups, reconcile=False
         )
 
@@ -380,10 +377,10 @@ def test_p2_pending_or_open_window_keeps_sending(
     assert s.status_check() == "sending"
     with session_scope(s.settings) as session:
         # R2.2: the periodic task picks it up again.
-        assert s.campaign_id in service.check_sending_campaigns(
+        assert s.campaign_id in sweeps.check_sending_campaigns(
             session, s.followups, reconcile=False
         )
-        blocking = service.blocking_recipients(session, s.campaign_id)
+        blocking = queries.blocking_recipients(session, s.campaign_id)
     assert blocking
     reasons = {b["phone"]: b["reason"] for b in blocking}
     for i in s.who("unsent"):  # queued, no Message 1 row created yet
@@ -414,7 +411,7 @@ def test_p3_completed_has_completed_at(
             del s.errors[key]
         s.dispatch()
         with session_scope(s.settings) as session:
-            service.expire_windows(session, now=later(7200))
+            sweeps.expire_windows(session, now=later(7200))
         s.step()
         again = s.campaign()
         assert again.status == CampaignStatus.COMPLETED
@@ -436,7 +433,7 @@ def test_p5_counts_add_up(
     s = scenario(*case)
     c = s.campaign()
     assert c.status == CampaignStatus.COMPLETED
-    counts = repo.counts_of(c)
+    counts = counters.counts_of(c)
     buckets = (
         counts.message_2_sent
         + counts.no_interaction
@@ -491,10 +488,10 @@ def test_p5_contact_sent_message_1_twice_is_counted_once(settings: Settings) -> 
             )
         )
     assert sends == 3  # three Message 1 sends reached two contacts
-    assert plan_formula_holds(repo.counts_of(c))
+    assert plan_formula_holds(counters.counts_of(c))
     assert_counters_match_rows(settings, s.campaign_id)
     with session_scope(settings) as session:
-        assert service.reconcile_counters(session, s.campaign_id) == {}
+        assert sweeps.reconcile_counters(session, s.campaign_id) == {}
 
 
 @DB_EXAMPLES
@@ -517,11 +514,11 @@ def test_p4_message_2_send_schedules_status_check(
         cat = seed_contacts(session, n, category=f"cat{base}", start=base)
         cid = make_campaign(session, [cat])
     with session_scope(cfg) as session:
-        service.launch_campaign(session, cfg, followups, cid)
+        launch_campaign(session, cfg, followups, cid)
     run_dispatch(cfg, provider, followups, recipient_ids=recipient_ids_of(cfg, cid))
     for i in range(n):
         with session_scope(cfg) as session:
-            assert service.record_interaction(session, cfg, followups, phone(base + i))[0] == (
+            assert answers.record_interaction(session, cfg, followups, phone(base + i)).outcome == (
                 "message_2_queued"
             )
     assert followups.checks == []
@@ -534,7 +531,7 @@ def test_p4_message_2_send_schedules_status_check(
                 .order_by(Message.recipient_id)
             )
         )
-        claimed = repo.claim_messages(session, utcnow(), 100, m2, provider=cfg.provider)
+        claimed = claims.claim_messages(session, utcnow(), 100, m2, provider=cfg.provider)
         assert claimed == sorted(m2)
         if "gave_up" in m2_outcomes:
             gave_up = [mid for mid, o in zip(m2, m2_outcomes, strict=True) if o == "gave_up"]

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from relance.api import create_app
-from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
 from relance.db import session_scope
+from relance.deps import get_followups
 from relance.gate import API_KEY_COOKIE
 from relance.models import Contact
 from tests.api_helpers import new_api_key

@@ -23,16 +23,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from relance.campaigns import service
-from relance.campaigns.endpoints import get_followups
+from relance.campaigns import inbound, sweeps
+from relance.campaigns.dispatch import claim
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.sending import apply_status, claim
+from relance.campaigns.launch import launch_campaign
+from relance.campaigns.outcomes import apply_status
 from relance.config import SIMULATOR_APP_SECRET, Settings, get_settings
 from relance.db import session_scope
+from relance.deps import get_followups
 from relance.models import Contact, InboundEvent, Message, Recipient, utcnow
-from relance.providers import webhooks
 from relance.providers.meta_webhooks import sign
-from relance.providers.twilio import twilio_signature
+from relance.providers.twilio_webhooks import twilio_signature
 from tests.api_helpers import api_client, row_counts
 from tests.support.engine import (
     FakeProvider,
@@ -112,7 +113,7 @@ def launch(
             category_id = seed_contacts(session, n)
         campaign_id = make_campaign(session, [category_id], window=window)
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, RecordingFollowups(), campaign_id)
+        launch_campaign(session, settings, RecordingFollowups(), campaign_id)
     return campaign_id, category_id
 
 
@@ -452,13 +453,13 @@ def test_a_batch_is_one_transaction_a_failure_inside_it_writes_nothing(
     real = apply_status
     calls: list[int] = []
 
-    def crash_on_the_last(*args: Any, **kwargs: Any) -> str:
+    def crash_on_the_last(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 100:
             raise RuntimeError("the database went away on event 100")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(webhooks, "apply_status", crash_on_the_last)
+    monkeypatch.setattr(inbound, "apply_status", crash_on_the_last)
     body = statuses_body(
         *(status_entry(s.provider_message_id, "delivered", s.phone, s.message_id) for s in sent)
     )
@@ -471,7 +472,7 @@ def test_a_batch_is_one_transaction_a_failure_inside_it_writes_nothing(
     assert row_counts(settings, *TABLES) == before
     assert stats(client, cid)["delivered"] == 0
     # Meta retries the same body: this time all of it goes in.
-    monkeypatch.setattr(webhooks, "apply_status", real)
+    monkeypatch.setattr(inbound, "apply_status", real)
     assert ok(post_meta(client, body))["applied"] == 100
     assert stats(client, cid)["delivered"] == 100
 
@@ -612,7 +613,7 @@ def test_a_reply_after_the_window_is_recorded_and_queues_nothing(
     assert stats(client, cid)["interactions"] == 0
     # The sweep records what the reply could not: no interaction in the window (E3).
     with session_scope(settings) as session:
-        assert service.expire_windows(session) == 1
+        assert sweeps.expire_windows(session) == 1
     assert recipient_state(settings, who.recipient_id) == "no_interaction"
     assert_counters_match_rows(settings, cid)
 
@@ -1054,11 +1055,11 @@ def test_an_event_the_database_refuses_is_stored_rejected_and_the_rest_is_applie
 ) -> None:
     cid, sent = launch_and_send(settings, 4)
     target, first, refused, last = sent
-    real = webhooks.record_interaction
+    real = inbound.record_interaction
 
     def refused_by_the_database(
         session: Any, settings_: Settings, followups_: Any, from_phone: str, *args: Any
-    ) -> tuple[str, int | None]:
+    ) -> Any:
         answer = real(session, settings_, followups_, from_phone, *args)  # queues its Message 2
         if from_phone == refused.phone:  # NOT NULL violated: IntegrityError on both databases
             session.execute(
@@ -1069,7 +1070,7 @@ def test_an_event_the_database_refuses_is_stored_rejected_and_the_rest_is_applie
             )
         return answer
 
-    monkeypatch.setattr(webhooks, "record_interaction", refused_by_the_database)
+    monkeypatch.setattr(inbound, "record_interaction", refused_by_the_database)
     payload = statuses_body(status_entry(target.provider_message_id, "delivered", target.phone))
     _value(payload)["messages"] = [reply_message(s) for s in (first, refused, last)]
 

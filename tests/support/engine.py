@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from relance.campaigns import repository as repo
+from relance.campaigns import counters
+from relance.campaigns.dispatch import dispatch
 from relance.campaigns.domain import FINAL_RECIPIENT_STATES
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.sending import dispatch
 from relance.config import Settings
 from relance.db import session_scope
 from relance.models import Campaign, Category, Contact, Message, Recipient, contact_categories
@@ -161,8 +161,8 @@ def campaign_row(settings: Settings, campaign_id: int) -> Campaign:
 def assert_counters_match_rows(settings: Settings, campaign_id: int) -> None:
     with session_scope(settings) as session:
         campaign = session.get_one(Campaign, campaign_id)
-        stored = dict(repo.counter_values(campaign))
-        truth = repo.recount(session, campaign_id)
+        stored = dict(counters.counter_values(campaign))
+        truth = counters.recount(session, campaign_id)
         assert {k: stored[k] for k in truth} == truth
 
 

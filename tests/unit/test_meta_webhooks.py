@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from relance.providers.base import InteractionEvent, ProviderEvent, StatusEvent, WebhookRejected
+from relance.providers.base import WebhookRejected
+from relance.providers.events import InteractionEvent, ProviderEvent, StatusEvent
 from relance.providers.meta_webhooks import (
     parse,
     sign,

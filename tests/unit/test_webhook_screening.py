@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relance.providers import meta_webhooks, twilio, wassenger
-from relance.providers.base import InteractionEvent, ProviderEvent, StatusEvent
+from relance.providers import meta_webhooks, twilio_webhooks, wassenger_webhooks
+from relance.providers.events import InteractionEvent, ProviderEvent, StatusEvent
 from relance.providers.screening import (
     MAX_ID_LENGTH,
     MAX_KEY_LENGTH,
@@ -134,9 +134,9 @@ def test_every_recorded_provider_event_passes_unchanged() -> None:
     for path in sorted((FIXTURES / "meta").glob("webhook_*.json")):
         events += meta_webhooks.parse(path.read_bytes())
     for path in sorted((FIXTURES / "wassenger").glob("webhook_*.json")):
-        events += wassenger.parse_wassenger(path.read_bytes())
+        events += wassenger_webhooks.parse_wassenger(path.read_bytes())
     for path in sorted((FIXTURES / "twilio").glob("*.txt")):
-        events += twilio.parse_twilio(path.read_bytes().strip())
+        events += twilio_webhooks.parse_twilio(path.read_bytes().strip())
     assert len(events) >= 15
 
     for event in events:

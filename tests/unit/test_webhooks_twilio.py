@@ -8,8 +8,9 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from relance.config import Settings
-from relance.providers.base import InteractionEvent, StatusEvent, WebhookRejected
-from relance.providers.twilio import parse_twilio, twilio_signature, verify_twilio
+from relance.providers.base import WebhookRejected
+from relance.providers.events import InteractionEvent, StatusEvent
+from relance.providers.twilio_webhooks import parse_twilio, twilio_signature, verify_twilio
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "twilio"
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from relance.config import Settings
-from relance.providers.base import InteractionEvent, StatusEvent, WebhookRejected
-from relance.providers.wassenger import parse_wassenger, verify_wassenger
+from relance.providers.base import WebhookRejected
+from relance.providers.events import InteractionEvent, StatusEvent
+from relance.providers.wassenger_webhooks import parse_wassenger, verify_wassenger
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "wassenger"
 SECRET = "s3cret-webhook-value"

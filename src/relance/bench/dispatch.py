@@ -20,8 +20,8 @@ from relance.bench.env import BenchEnv
 from relance.bench.procs import BenchError, Proc
 from relance.bench.report import Figure, Report
 from relance.bench.seed import campaign_value, make_campaign, make_category
-from relance.campaigns import service
 from relance.campaigns.followups import RecordingFollowups
+from relance.campaigns.launch import launch_campaign
 from relance.db import session_scope
 from relance.models import Message
 
@@ -72,7 +72,7 @@ def dispatch(env: BenchEnv, report: Report, messages: int) -> int:
         category = make_category(session, "bench-dispatch", 1, messages)
         campaign_id = make_campaign(session, "bench dispatch", category_ids=[category])
     with session_scope(settings) as session:
-        service.launch_campaign(session, settings, RecordingFollowups(), campaign_id)
+        launch_campaign(session, settings, RecordingFollowups(), campaign_id)
     worker = env.procs["worker"]
     sampler = RssSampler(worker)
     rss_before = worker.tree_rss()

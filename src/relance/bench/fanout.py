@@ -11,8 +11,9 @@ from relance.bench.env import BenchEnv
 from relance.bench.probe import time_statements
 from relance.bench.report import Figure, Report, percentile
 from relance.bench.seed import make_campaign, make_category
-from relance.campaigns import service
 from relance.campaigns.followups import RecordingFollowups
+from relance.campaigns.launch import launch_campaign
+from relance.campaigns.sweeps import update_campaign_status
 from relance.db import session_scope
 from relance.models import Campaign, Message
 
@@ -21,7 +22,7 @@ STATUS_TARGET_MS = 5.0
 
 
 def fanout(env: BenchEnv, report: Report, recipients: int) -> int:
-    """``service.launch_campaign`` on N contacts, commit included; returns the campaign id.
+    """``launch_campaign`` on N contacts, commit included; returns the campaign id.
 
     The launch writes the recipients only (``messages_created`` reports 0): each Message 1 is
     created when a dispatcher claims it, which the dispatch figure measures.
@@ -35,7 +36,7 @@ def fanout(env: BenchEnv, report: Report, recipients: int) -> int:
     with time_statements(engine) as statements:
         start = time.perf_counter()
         with session_scope(settings) as session:
-            service.launch_campaign(session, settings, RecordingFollowups(), campaign_id)
+            launch_campaign(session, settings, RecordingFollowups(), campaign_id)
         elapsed = time.perf_counter() - start
     cpu_used = cpu.utilisation(cpu_before, cpu.snapshot(env))
     with session_scope(settings) as session:
@@ -71,14 +72,14 @@ def fanout(env: BenchEnv, report: Report, recipients: int) -> int:
 
 
 def status_check(env: BenchEnv, report: Report, campaign_id: int, calls: int) -> None:
-    """``service.update_campaign_status`` in its own unit of work, as the task runs it."""
+    """``update_campaign_status`` in its own unit of work, as the task runs it."""
     settings = env.settings
     samples = []
     with time_statements(env.engine()) as statements:
         for _ in range(calls):
             start = time.perf_counter()
             with session_scope(settings) as session:
-                service.update_campaign_status(session, campaign_id)
+                update_campaign_status(session, campaign_id)
             samples.append((time.perf_counter() - start) * 1000)
     with session_scope(settings) as session:
         campaign = session.get(Campaign, campaign_id)

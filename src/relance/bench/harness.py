@@ -4,7 +4,7 @@ Phases, in order (each prints one line as it ends):
 
 1. scratch database (created and migrated), contacts seeded by COPY;
 2. database limits (COPY, batched UPDATE, SELECT by primary key) and Redis round trips;
-3. fan-out: ``service.launch_campaign`` on N contacts; status check on that campaign;
+3. fan-out: ``launch_campaign`` on N contacts; status check on that campaign;
 4. the fake Graph server and a real Celery worker; no-op task rate and round trip (limits);
 5. dispatch of M messages end to end, worker RSS sampled meanwhile;
 6. ``relance api``: signed status webhooks, reply -> Message 2 latency, completion lag.

@@ -27,8 +27,8 @@ from relance.bench.procs import BenchError, wait_until
 from relance.bench.report import Figure, Report, percentile
 from relance.bench.seed import M2_TEXT, make_campaign
 from relance.bench.webhooks import reply_body, sent_messages
-from relance.campaigns import service
 from relance.campaigns.followups import RecordingFollowups
+from relance.campaigns.launch import launch_campaign
 from relance.db import session_scope
 from relance.models import Campaign, Contact, Message, Recipient
 
@@ -172,7 +172,7 @@ def completion_lag(
     ids = sorted(kinds)
     for campaign_id in ids:
         with session_scope(settings) as session:
-            service.launch_campaign(session, settings, RecordingFollowups(), campaign_id)
+            launch_campaign(session, settings, RecordingFollowups(), campaign_id)
     for _ in range(env.opts.workers):
         env.send_task("relance.send_campaign_messages")
     wait_until(lambda: _sum_sent(env, ids) >= 2 * count, 120, "Message 1 of the small campaigns")

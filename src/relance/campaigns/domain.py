@@ -210,3 +210,44 @@ def schedule_in_range(at: datetime, now: datetime) -> datetime:
     if abs(utc - now) > SCHEDULE_HORIZON:
         raise ValueError(f"must lie within {SCHEDULE_HORIZON.days} days of now")
     return utc
+
+
+class Outcome(StrEnum):
+    """What an inbound event did; stored with it (``inbound_events.outcome``)."""
+
+    UNMATCHED = "unmatched"  # a status about no message of ours
+    UNKNOWN_CONTACT = "unknown_contact"  # a message from a number we do not know
+    REJECTED = "rejected"  # not applied: ids no provider would send, or the database refused it
+    NO_CAMPAIGN_AWAITING = "no_campaign_awaiting"
+    LATE_REPLY = "late_reply"
+    ALREADY_ANSWERED = "already_answered"
+    MESSAGE_2_QUEUED = "message_2_queued"
+    OPTED_OUT = "opted_out"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    IGNORED = "ignored"  # a status that would move a message backwards, or a duplicate
+
+    @property
+    def matched(self) -> bool:
+        """Did the event concern one of our messages or contacts?"""
+        return self not in (Outcome.UNMATCHED, Outcome.UNKNOWN_CONTACT, Outcome.REJECTED)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """An outcome, with what it was about (the recipient) and why, when it says more."""
+
+    outcome: Outcome
+    recipient_id: int | None = None
+    detail: str = ""
+
+    @property
+    def text(self) -> str:
+        """As stored: ``ignored (read after delivered)``, ``rejected: <why>``, ``sent``."""
+        if not self.detail:
+            return self.outcome.value
+        if self.outcome == Outcome.REJECTED:
+            return f"{self.outcome.value}: {self.detail}"
+        return f"{self.outcome.value} ({self.detail})"

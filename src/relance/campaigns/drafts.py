@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from relance.campaigns import repository as repo
-from relance.campaigns.domain import CampaignStatus, RecipientState
+from relance.campaigns.domain import CampaignStatus
+from relance.campaigns.queries import get_campaign
 from relance.campaigns.schemas import CampaignCreate, CampaignUpdate
-from relance.campaigns.service import get_campaign
 from relance.config import Settings
 from relance.errors import Conflict, Invalid
 from relance.models import (
     Campaign,
     Category,
     Contact,
-    Recipient,
     campaign_categories,
     campaign_contacts,
 )
@@ -105,81 +102,3 @@ def delete_campaign(session: Session, campaign_id: int) -> None:
         raise Conflict(f"campaign {campaign_id} is {campaign.status}: cancel it before deleting")
     session.delete(campaign)
     session.flush()
-
-
-def campaign_out(session: Session, campaign: Campaign) -> dict[str, Any]:
-    category_ids = list(
-        session.scalars(
-            select(campaign_categories.c.category_id)
-            .where(campaign_categories.c.campaign_id == campaign.id)
-            .order_by(campaign_categories.c.category_id)
-        )
-    )
-    contact_ids = list(
-        session.scalars(
-            select(campaign_contacts.c.contact_id)
-            .where(campaign_contacts.c.campaign_id == campaign.id)
-            .order_by(campaign_contacts.c.contact_id)
-        )
-    )
-    counts = repo.counts_of(campaign)
-    return {
-        **{
-            name: getattr(campaign, name)
-            for name in (
-                "id",
-                "name",
-                "message_1",
-                "message_1_template",
-                "message_2",
-                "reply_window_seconds",
-                "placeholder_defaults",
-                "status",
-                "status_reason",
-                "total",
-                "created_at",
-                "scheduled_at",
-                "started_at",
-                "completed_at",
-                "cancelled_at",
-            )
-        },
-        "category_ids": category_ids,
-        "contact_ids": contact_ids,
-        "finished": counts.finished,
-    }
-
-
-def list_campaigns(
-    session: Session, limit: int, offset: int, status: str | None
-) -> tuple[list[Campaign], int]:
-    query = select(Campaign)
-    if status:
-        query = query.where(Campaign.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(query.order_by(Campaign.id.desc()).limit(limit).offset(offset)).all()
-    return list(items), total
-
-
-def list_recipients(
-    session: Session, campaign_id: int, state: RecipientState | None, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    get_campaign(session, campaign_id)
-    where = [Recipient.campaign_id == campaign_id]
-    if state is not None:
-        where.append(Recipient.state == state.value)
-    total = session.scalar(select(func.count()).select_from(Recipient).where(*where)) or 0
-    rows = session.execute(
-        select(Recipient, Contact.phone, Contact.first_name, Contact.last_name)
-        # Outer: a deleted contact's recipient stays, anonymised (phone and names null).
-        .outerjoin(Contact, Contact.id == Recipient.contact_id)
-        .where(*where)
-        .order_by(Recipient.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    items = []
-    for recipient, phone, first, last in rows:
-        data = {c.key: getattr(recipient, c.key) for c in Recipient.__table__.columns}
-        items.append({**data, "phone": phone, "first_name": first, "last_name": last})
-    return items, total

@@ -1,4 +1,4 @@
-"""Campaign routes: thin; the work is in drafts, service and sending."""
+"""Campaign routes: thin; drafts, launch, lifecycle and the read side do the work."""
 
 from __future__ import annotations
 
@@ -8,24 +8,30 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from relance.api import DbSession, require_api_key
-from relance.campaigns import drafts, service
+from relance.campaigns import drafts, lifecycle, queries
 from relance.campaigns.domain import CampaignStatus, RecipientState
-from relance.campaigns.followups import Followups
+from relance.campaigns.launch import launch_campaign
 from relance.campaigns.live import LiveStats, StreamsFull
+from relance.campaigns.preview import preview as preview_texts
 from relance.campaigns.schemas import (
     BlockingList,
     CampaignCreate,
     CampaignList,
     CampaignOut,
     CampaignUpdate,
+    PreviewIn,
+    PreviewOut,
     RecipientList,
     RetryOut,
     StatsOut,
+    Timeline,
 )
 from relance.config import get_settings
-from relance.contacts.schemas import MAX_ID, ErrorOut
+from relance.contacts.schemas import MAX_ID
 from relance.db import session_scope
+from relance.deps import DbSession, FollowupsDep, require_api_key
+from relance.errors import ErrorOut
+from relance.models import utcnow
 from relance.pacing.status import pacing_status
 
 router = APIRouter(
@@ -34,32 +40,24 @@ router = APIRouter(
 Limit = Annotated[int, Query(ge=1, le=1000)]
 CampaignId = Annotated[int, FastPath(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
-
-
-def get_followups() -> Followups:
-    """Celery in production; tests override this dependency with a recording fake."""
-    from relance.tasks import followups
-
-    return followups
-
-
-FollowupsDep = Annotated[Followups, Depends(get_followups)]
+# The dashboard's helpers, under the same key check.
+dashboard = APIRouter(prefix="/api", tags=["dashboard"], dependencies=[Depends(require_api_key)])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
 def create(data: CampaignCreate, session: DbSession) -> dict[str, Any]:
     """Create a draft campaign."""
     campaign = drafts.create_campaign(session, get_settings(), data)
-    return drafts.campaign_out(session, campaign)
+    return queries.campaign_out(session, campaign)
 
 
 @router.get("", response_model=CampaignList)
 def list_(
     session: DbSession, limit: Limit = 50, offset: Offset = 0, status: CampaignStatus | None = None
 ) -> dict[str, Any]:
-    items, total = drafts.list_campaigns(session, limit, offset, status.value if status else None)
+    items, total = queries.list_campaigns(session, limit, offset, status.value if status else None)
     return {
-        "items": [drafts.campaign_out(session, c) for c in items],
+        "items": [queries.campaign_out(session, c) for c in items],
         "total": total,
         "limit": limit,
         "offset": offset,
@@ -68,13 +66,13 @@ def list_(
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
 def read(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
-    return drafts.campaign_out(session, service.get_campaign(session, campaign_id))
+    return queries.campaign_out(session, queries.get_campaign(session, campaign_id))
 
 
 @router.patch("/{campaign_id}", response_model=CampaignOut)
 def edit(campaign_id: CampaignId, data: CampaignUpdate, session: DbSession) -> dict[str, Any]:
     """Edit a draft (409 once launched)."""
-    return drafts.campaign_out(session, drafts.update_campaign(session, campaign_id, data))
+    return queries.campaign_out(session, drafts.update_campaign(session, campaign_id, data))
 
 
 @router.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -90,25 +88,25 @@ def launch(campaign_id: CampaignId, session: DbSession, followups: FollowupsDep)
     422 when no contact is reachable, a placeholder has no value, or a text is too long once
     personalised (4,096 characters a message, 1,024 a template parameter).
     """
-    campaign = service.launch_campaign(session, get_settings(), followups, campaign_id)
-    return drafts.campaign_out(session, campaign)
+    campaign = launch_campaign(session, get_settings(), followups, campaign_id)
+    return queries.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
 def pause(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
-    return drafts.campaign_out(session, service.pause_campaign(session, campaign_id))
+    return queries.campaign_out(session, lifecycle.pause_campaign(session, campaign_id))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
 def resume(campaign_id: CampaignId, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
-    campaign = service.resume_campaign(session, followups, campaign_id)
-    return drafts.campaign_out(session, campaign)
+    campaign = lifecycle.resume_campaign(session, followups, campaign_id)
+    return queries.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
 def cancel(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
     """Remaining recipients become cancelled; the campaign ends as cancelled."""
-    return drafts.campaign_out(session, service.cancel_campaign(session, campaign_id))
+    return queries.campaign_out(session, lifecycle.cancel_campaign(session, campaign_id))
 
 
 @router.post("/{campaign_id}/retry-failed", response_model=RetryOut)
@@ -116,17 +114,17 @@ def retry_failed(
     campaign_id: CampaignId, session: DbSession, followups: FollowupsDep
 ) -> dict[str, Any]:
     """Failed recipients get a new Message 1 attempt; the campaign goes back to sending."""
-    n = service.retry_failed(session, get_settings(), followups, campaign_id)
+    n = lifecycle.retry_failed(session, get_settings(), followups, campaign_id)
     return {
         "campaign_id": campaign_id,
         "retried": n,
-        "status": service.get_campaign(session, campaign_id).status,
+        "status": queries.get_campaign(session, campaign_id).status,
     }
 
 
 def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
-    campaign = service.get_campaign(session, campaign_id)
-    stats = service.campaign_stats(campaign)
+    campaign = queries.get_campaign(session, campaign_id)
+    stats = queries.campaign_stats(campaign)
     if campaign.status == CampaignStatus.SENDING:
         stats["pacing"] = pacing_status(get_settings(), session)
     return stats
@@ -146,17 +144,15 @@ def recipients(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    items, total = drafts.list_recipients(session, campaign_id, state, limit, offset)
+    items, total = queries.list_recipients(session, campaign_id, state, limit, offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/{campaign_id}/blocking", response_model=BlockingList)
 def blocking(campaign_id: CampaignId, session: DbSession, limit: Limit = 100) -> dict[str, Any]:
     """What still keeps the campaign from completing, and why."""
-    from relance.models import utcnow
-
-    campaign = service.get_campaign(session, campaign_id)
-    counts = service.campaign_stats(campaign)
+    campaign = queries.get_campaign(session, campaign_id)
+    counts = queries.campaign_stats(campaign)
     pacing = (
         pacing_status(get_settings(), session)
         if campaign.status == CampaignStatus.SENDING
@@ -167,7 +163,7 @@ def blocking(campaign_id: CampaignId, session: DbSession, limit: Limit = 100) ->
         "status": campaign.status,
         "open_recipients": counts["total"] - counts["finished"],
         "paused_by": pacing["reason"] if pacing else campaign.status_reason,
-        "items": service.blocking_recipients(session, campaign_id, limit, now=utcnow()),
+        "items": queries.blocking_recipients(session, campaign_id, limit, now=utcnow()),
     }
 
 
@@ -211,3 +207,15 @@ async def events(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
         )
+
+
+@router.get("/{campaign_id}/timeline", response_model=Timeline)
+def timeline(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
+    """Messages sent per minute (last two hours with sends), for the campaign page's chart."""
+    return queries.timeline(session, campaign_id)
+
+
+@dashboard.post("/preview", response_model=PreviewOut)
+def preview(data: PreviewIn, session: DbSession) -> dict[str, Any]:
+    """The messages as the first contact of the chosen categories would read them."""
+    return preview_texts(session, data)

@@ -15,7 +15,7 @@ from relance.campaigns.texts import (
     TEXT_MAX,
 )
 from relance.contacts.domain import valid_template
-from relance.contacts.schemas import IdList, no_nul
+from relance.contacts.schemas import MAX_ID, MAX_IDS, IdList, no_nul
 from relance.models import utcnow
 
 
@@ -203,3 +203,45 @@ class RetryOut(BaseModel):
     campaign_id: int
     retried: int
     status: str
+
+
+class Bucket(BaseModel):
+    start: datetime
+    message_1: int
+    message_2: int
+
+
+class Timeline(BaseModel):
+    campaign_id: int
+    bucket_seconds: int = 60
+    buckets: list[Bucket]
+
+
+class PreviewIn(BaseModel):
+    message_1: str = Field(default="", max_length=TEXT_MAX)
+    message_2: str | None = Field(default=None, max_length=TEXT_MAX)
+    template_parameters: list[Annotated[str, Field(max_length=TEMPLATE_PARAMETER_MAX)]] = Field(
+        default_factory=list, max_length=TEMPLATE_PARAMETERS_MAX
+    )
+    category_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=MAX_IDS
+    )
+    placeholder_defaults: dict[
+        Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=DEFAULT_VALUE_MAX)]
+    ] = Field(default_factory=dict, max_length=100)
+
+
+class SampleContact(BaseModel):
+    id: int
+    phone: str
+    first_name: str
+    last_name: str
+
+
+class PreviewOut(BaseModel):
+    contact: SampleContact | None
+    message_1: str | None
+    message_2: str | None
+    template_parameters: list[str]
+    missing: list[str]
+    errors: dict[str, str]

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
-from relance.api import DbSession, require_api_key
 from relance.contacts import service
-from relance.contacts.endpoints import Limit, Offset, error_responses
+from relance.contacts.endpoints import Limit, Offset
 from relance.contacts.schemas import (
     MAX_ID,
     MAX_QUERY_IDS,
@@ -19,9 +18,10 @@ from relance.contacts.schemas import (
     CategoryOut,
     CategoryPage,
     CategoryUpdate,
-    ErrorOut,
     Id,
 )
+from relance.deps import DbSession, require_api_key
+from relance.errors import ErrorOut, error_responses
 from relance.models import Category
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])

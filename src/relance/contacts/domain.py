@@ -3,6 +3,7 @@ how a refused deletion names the campaigns in its way."""
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
@@ -48,6 +49,12 @@ def fold_keyword(text: str) -> str:
     """Upper-case, accent-free, trimmed: ``Arrêt `` and ``ARRET`` are the same keyword."""
     decomposed = unicodedata.normalize("NFKD", text.strip())
     return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+
+
+@functools.cache
+def stop_keywords(setting: str) -> frozenset[str]:
+    """``STOP_KEYWORDS`` (comma-separated) as folded keywords."""
+    return frozenset(fold_keyword(k) for k in setting.split(",") if k.strip())
 
 
 def is_stop_keyword(text: str, keywords: Iterable[str]) -> bool:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile, status
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
-from relance.api import DbSession, require_api_key
-from relance.config import Settings, get_settings
+from relance.campaigns.answers import opt_out
 from relance.contacts import csv_import, service
 from relance.contacts.schemas import (
     MAX_ID,
@@ -18,15 +17,15 @@ from relance.contacts.schemas import (
     ContactOut,
     ContactPage,
     ContactUpdate,
-    ErrorOut,
     ImportResult,
     no_nul,
 )
+from relance.deps import DbSession, SettingsDep, require_api_key
+from relance.errors import ErrorOut, error_responses
 from relance.models import Contact
 
 router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(require_api_key)])
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
 CategoryIdParam = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -36,12 +35,6 @@ Search = Annotated[
     Query(max_length=200, description="part of a name or phone, case-insensitive"),
     AfterValidator(lambda v: v if v is None else no_nul(v)),
 ]
-
-_401: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut, "description": "no valid key"}}
-
-
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {**_401, **{code: {"model": ErrorOut} for code in codes}}
 
 
 def contact_out(session: Session, contacts: list[Contact]) -> list[ContactOut]:
@@ -82,9 +75,8 @@ def list_contacts(
     category_id: CategoryIdParam = None,
     search: Search = None,
 ) -> ContactPage:
-    items, total = service.list_contacts(
-        session, settings, limit=limit, offset=offset, category_id=category_id, search=search
-    )
+    query = service.ContactQuery(limit, offset, category_id, search)
+    items, total = service.list_contacts(session, settings, query)
     return ContactPage(items=contact_out(session, items), total=total, limit=limit, offset=offset)
 
 
@@ -123,7 +115,12 @@ def get_contact(contact_id: ContactId, session: DbSession) -> ContactOut:
 def update_contact(
     contact_id: ContactId, data: ContactUpdate, session: DbSession, settings: SettingsDep
 ) -> ContactOut:
-    return contact_out(session, [service.update_contact(session, settings, contact_id, data)])[0]
+    contact = service.update_contact(session, settings, contact_id, data)
+    if data.opted_out is True:
+        # Same path as a STOP reply: its open recipients end opted_out, nothing more is sent.
+        opt_out(session, contact.phone)
+        session.refresh(contact)
+    return contact_out(session, [contact])[0]
 
 
 @router.delete(

@@ -15,6 +15,14 @@ from pydantic import (
     WithJsonSchema,
 )
 
+
+def with_example(example: Any, forbid_extra: bool = False) -> ConfigDict:
+    """A model's config with one example for the OpenAPI document (and unknown fields refused)."""
+    if forbid_extra:
+        return ConfigDict(json_schema_extra={"examples": [example]}, extra="forbid")
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
 # Ids are INTEGER (int4) columns: a bigger number can only be unknown, and would overflow
 # SQLite's int64 or PostgreSQL's int4 comparison into a server error instead of a 4xx.
 MAX_ID = 2**31 - 1
@@ -91,7 +99,7 @@ _CONTACT_EXAMPLE: dict[str, Any] = {
 class ContactCreate(BaseModel):
     """A new contact; the phone is normalised to E.164 with DEFAULT_REGION."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CONTACT_EXAMPLE]})
+    model_config = with_example(_CONTACT_EXAMPLE, forbid_extra=True)
 
     phone: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     first_name: Name = ""
@@ -103,11 +111,8 @@ class ContactCreate(BaseModel):
 class ContactUpdate(BaseModel):
     """Fields to change; an absent or null field keeps its value."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"first_name": "Camille", "opted_out": True, "category_ids": [1, 2]}]
-        },
+    model_config = with_example(
+        {"first_name": "Camille", "opted_out": True, "category_ids": [1, 2]}, forbid_extra=True
     )
 
     phone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
@@ -125,22 +130,18 @@ class ContactUpdate(BaseModel):
 
 
 class ContactOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 1,
-                    "phone": "+33612345678",
-                    "first_name": "Camille",
-                    "last_name": "Martin",
-                    "attributes": {"city": "Lyon"},
-                    "category_ids": [1],
-                    "opted_out": False,
-                    "opted_out_at": None,
-                    "created_at": "2026-01-05T09:30:00Z",
-                    "updated_at": "2026-01-05T09:30:00Z",
-                }
-            ]
+    model_config = with_example(
+        {
+            "id": 1,
+            "phone": "+33612345678",
+            "first_name": "Camille",
+            "last_name": "Martin",
+            "attributes": {"city": "Lyon"},
+            "category_ids": [1],
+            "opted_out": False,
+            "opted_out_at": None,
+            "created_at": "2026-01-05T09:30:00Z",
+            "updated_at": "2026-01-05T09:30:00Z",
         }
     )
 
@@ -169,19 +170,15 @@ class RejectedRow(BaseModel):
 
 
 class ImportResult(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "created": 120,
-                    "updated": 3,
-                    "rejected": [
-                        {"row": 7, "error": "phone: not a valid phone number: '123'"},
-                        {"row": 9, "error": "duplicate of row 2"},
-                    ],
-                    "rejected_total": 2,
-                }
-            ]
+    model_config = with_example(
+        {
+            "created": 120,
+            "updated": 3,
+            "rejected": [
+                {"row": 7, "error": "phone: not a valid phone number: '123'"},
+                {"row": 9, "error": "duplicate of row 2"},
+            ],
+            "rejected_total": 2,
         }
     )
 
@@ -194,10 +191,7 @@ class ImportResult(BaseModel):
 
 
 class CategoryCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"name": "VIP", "description": "best customers"}]},
-    )
+    model_config = with_example({"name": "VIP", "description": "best customers"}, forbid_extra=True)
 
     name: CategoryName
     description: Description = ""
@@ -206,26 +200,20 @@ class CategoryCreate(BaseModel):
 class CategoryUpdate(BaseModel):
     """Fields to change; an absent or null field keeps its value."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"description": "customers since 2020"}]}
-    )
+    model_config = with_example({"description": "customers since 2020"}, forbid_extra=True)
 
     name: CategoryName | None = None
     description: Description | None = None
 
 
 class CategoryOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 1,
-                    "name": "VIP",
-                    "description": "best customers",
-                    "contact_count": 42,
-                    "created_at": "2026-01-05T09:30:00Z",
-                }
-            ]
+    model_config = with_example(
+        {
+            "id": 1,
+            "name": "VIP",
+            "description": "best customers",
+            "contact_count": 42,
+            "created_at": "2026-01-05T09:30:00Z",
         }
     )
 
@@ -244,24 +232,14 @@ class CategoryPage(BaseModel):
 
 
 class CategoryContactsAdd(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"contact_ids": [1, 2, 3]}]}
-    )
+    model_config = with_example({"contact_ids": [1, 2, 3]}, forbid_extra=True)
 
     contact_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_IDS)]
 
 
 class AudienceCount(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"reachable": 118, "opted_out": 4, "total": 122}]}
-    )
+    model_config = with_example({"reachable": 118, "opted_out": 4, "total": 122})
 
     reachable: int = Field(description="distinct contacts of the audience not opted out")
     opted_out: int = Field(description="distinct contacts of the audience that opted out")
     total: int
-
-
-class ErrorOut(BaseModel):
-    """Every error: a message, or a list of {loc, field, msg, type} for invalid fields."""
-
-    detail: Any = Field(examples=["contact 7 not found"])

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relance.config import Settings
+from relance.contacts import deletion
 from relance.contacts import repository as repo
 from relance.contacts.domain import InvalidPhone, name_campaigns, normalize_phone
 from relance.contacts.schemas import CategoryCreate, CategoryUpdate, ContactCreate, ContactUpdate
-from relance.errors import Conflict, Invalid, not_found
+from relance.errors import Conflict, Invalid, found
 from relance.models import Category, Contact, utcnow
 
 
@@ -70,37 +72,44 @@ def create_contact(session: Session, settings: Settings, data: ContactCreate) ->
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:
-    contact = repo.get_contact(session, contact_id)
-    if contact is None:
-        raise not_found("contact", contact_id)
-    return contact
+    return found(repo.get_contact(session, contact_id), "contact", contact_id)
+
+
+@dataclass(frozen=True)
+class ContactQuery:
+    """Which contacts to list: one page, in a category, matching a search."""
+
+    limit: int
+    offset: int = 0
+    category_id: int | None = None
+    search: str | None = None  # part of a name or phone, or a whole phone however written
 
 
 def list_contacts(
-    session: Session,
-    settings: Settings,
-    *,
-    limit: int,
-    offset: int,
-    category_id: int | None = None,
-    search: str | None = None,
+    session: Session, settings: Settings, query: ContactQuery
 ) -> tuple[list[Contact], int]:
     """One page of contacts in id order, and how many match in all."""
-    search = (search or "").strip() or None
+    search = (query.search or "").strip() or None
     exact_phone = None
     if search:
         try:
             exact_phone = normalize_phone(search, settings.default_region)
         except InvalidPhone:
             exact_phone = None
-    stmt = repo.contacts_query(category_id=category_id, search=search, exact_phone=exact_phone)
-    return repo.page(session, stmt, limit, offset)
+    stmt = repo.contacts_query(
+        category_id=query.category_id, search=search, exact_phone=exact_phone
+    )
+    return repo.page(session, stmt, query.limit, query.offset)
 
 
 def update_contact(
     session: Session, settings: Settings, contact_id: int, data: ContactUpdate
 ) -> Contact:
-    """Apply the fields given; a phone is re-normalised and must stay unique."""
+    """Apply the fields given; a phone is re-normalised and must stay unique.
+
+    ``opted_out: true`` is the caller's to apply with ``campaigns.answers.opt_out``, the path of
+    a STOP reply: the open recipients of the contact end too, not only its flag.
+    """
     contact = get_contact(session, contact_id)
     phone = _phone(data.phone, settings) if data.phone is not None else None
     if data.category_ids is not None:
@@ -120,12 +129,6 @@ def update_contact(
         repo.set_contact_categories(session, contact.id, data.category_ids)
     contact.updated_at = utcnow()
     _flush(session, f"phone {contact.phone} already belongs to another contact")
-    if data.opted_out is True:
-        # Same path as a STOP reply: its open recipients end opted_out, nothing more is sent.
-        from relance.campaigns.service import opt_out
-
-        opt_out(session, contact.phone)
-        session.refresh(contact)
     return contact
 
 
@@ -135,24 +138,22 @@ def delete_contact(session: Session, contact_id: int) -> None:
     Its finished campaigns keep its recipient, anonymised: ``contact_id`` NULL, states and
     times kept, the webhook payloads and error texts about it erased (right to erasure).
     """
-    contact = repo.lock_contact(session, contact_id)
-    if contact is None:
-        raise not_found("contact", contact_id)
+    contact = found(deletion.lock_contact(session, contact_id), "contact", contact_id)
     # An open recipient needs the contact's phone and names for its next message.
-    running = repo.open_campaigns_of(session, contact_id)
+    running = deletion.open_campaigns_of(session, contact_id)
     if running:
         raise Conflict(
             f"contact {contact_id} is still a recipient of unfinished campaigns {running}: "
             "opt it out instead, or wait until they finish"
         )
     # A campaign not started yet would lose it from its audience without a word.
-    listing = repo.not_started_campaigns_listing(session, contact_id)
+    listing = deletion.not_started_campaigns_listing(session, contact_id)
     if listing:
         raise Conflict(
             f"contact {contact_id} is listed in draft or scheduled campaigns "
             f"{name_campaigns(listing)}: remove it from them first"
         )
-    repo.erase_traces_of(session, contact_id, contact.phone)
+    deletion.erase_traces_of(session, contact_id, contact.phone)
     # The database does the rest: its recipients' contact_id becomes NULL (ON DELETE SET
     # NULL), its category links and the lists of campaigns already started go (CASCADE).
     session.delete(contact)
@@ -182,10 +183,7 @@ def create_category(session: Session, data: CategoryCreate) -> Category:
 
 
 def get_category(session: Session, category_id: int) -> Category:
-    category = repo.get_category(session, category_id)
-    if category is None:
-        raise not_found("category", category_id)
-    return category
+    return found(repo.get_category(session, category_id), "category", category_id)
 
 
 def list_categories(
@@ -212,10 +210,8 @@ def delete_category(session: Session, category_id: int) -> None:
     Refused while a draft or scheduled campaign targets it: its audience would change, or
     become empty, without anyone being told.
     """
-    category = repo.lock_category(session, category_id)
-    if category is None:
-        raise not_found("category", category_id)
-    using = repo.not_started_campaigns_using(session, category_id)
+    category = found(deletion.lock_category(session, category_id), "category", category_id)
+    using = deletion.not_started_campaigns_using(session, category_id)
     if using:
         raise Conflict(
             f"category {category_id} is used by draft or scheduled campaigns "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, MetaData, Table, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
@@ -53,3 +53,23 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+    """An index of only the rows ``where`` holds, on PostgreSQL and SQLite alike."""
+    return Index(
+        name, *columns, unique=unique, postgresql_where=text(where), sqlite_where=text(where)
+    )
+
+
+def link_table(name: str, left: str, right: str, index_right: bool = False) -> Table:
+    """A many-to-many link of two tables: ``left`` and ``right`` are ``column->table`` pairs
+    (``"contact_id->contacts"``), together the primary key, both cascading on delete."""
+
+    def column(pair: str, index: bool) -> Column[Any]:
+        key, table = pair.split("->")
+        return Column(
+            key, ForeignKey(f"{table}.id", ondelete="CASCADE"), primary_key=True, index=index
+        )
+
+    return Table(name, Base.metadata, column(left, False), column(right, index_right))

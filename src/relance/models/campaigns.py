@@ -7,20 +7,17 @@ from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
-    Column,
     ForeignKey,
     Index,
     Integer,
     String,
-    Table,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relance.campaigns.domain import CampaignStatus, MessageKind, MessageStatus, RecipientState
-from relance.models.base import Base, utcnow
+from relance.models.base import Base, link_table, partial_index, utcnow
 
 
 def _in(
@@ -29,22 +26,13 @@ def _in(
     return f"{column} IN ({', '.join(repr(e.value) for e in enum)})"
 
 
-campaign_categories = Table(
-    "campaign_categories",
-    Base.metadata,
-    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
-    Column("category_id", ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True),
+campaign_categories = link_table(
+    "campaign_categories", "campaign_id->campaigns", "category_id->categories"
 )
-
-campaign_contacts = Table(
-    "campaign_contacts",
-    Base.metadata,
-    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
-    # Indexed: deleting a contact looks it up here (the check for campaigns not started yet,
-    # then ON DELETE CASCADE), which otherwise scans every campaign's list.
-    Column(
-        "contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
-    ),
+# contact_id indexed: deleting a contact looks it up here (the check for campaigns not started
+# yet, then ON DELETE CASCADE), which otherwise scans every campaign's list.
+campaign_contacts = link_table(
+    "campaign_contacts", "campaign_id->campaigns", "contact_id->contacts", index_right=True
 )
 
 
@@ -111,19 +99,15 @@ class Recipient(Base):
         # in id order per campaign. Partial, like the messages' dispatch index, so that the
         # claim is an ordered scan of it whatever the planner's statistics (right after a launch
         # there are none, and a bitmap scan sorted every queued recipient on each claim).
-        Index(
+        partial_index(
             "ix_recipients_message_1_due",
             "campaign_id",
             "id",
-            postgresql_where=text("state = 'queued' AND message_1_created_at IS NULL"),
-            sqlite_where=text("state = 'queued' AND message_1_created_at IS NULL"),
+            where="state = 'queued' AND message_1_created_at IS NULL",
         ),
         # The expiry sweep only looks at open windows: keep that index small.
-        Index(
-            "ix_recipients_open_windows",
-            "window_closes_at",
-            postgresql_where=text("state = 'awaiting_reply'"),
-            sqlite_where=text("state = 'awaiting_reply'"),
+        partial_index(
+            "ix_recipients_open_windows", "window_closes_at", where="state = 'awaiting_reply'"
         ),
     )
 
@@ -156,37 +140,22 @@ class Message(Base):
         CheckConstraint(_in("status", MessageStatus), name="status_valid"),
         CheckConstraint(_in("kind", MessageKind), name="kind_valid"),
         # The dispatcher's claim: Message 2 (priority 0) before Message 1, then launch order.
-        Index(
-            "ix_messages_dispatch",
-            "priority",
-            "campaign_id",
-            "id",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
+        partial_index(
+            "ix_messages_dispatch", "priority", "campaign_id", "id", where="status = 'pending'"
         ),
         # Crash recovery looks for messages left in ``sending``.
-        Index(
-            "ix_messages_sending",
-            "claimed_at",
-            postgresql_where=text("status = 'sending'"),
-            sqlite_where=text("status = 'sending'"),
-        ),
+        partial_index("ix_messages_sending", "claimed_at", where="status = 'sending'"),
         Index("ix_messages_recipient", "recipient_id"),
         # Unique when set; partial so that the rows not yet sent cost no index entry.
-        Index(
+        partial_index(
             "uq_messages_provider_message_id",
             "provider_message_id",
+            where="provider_message_id IS NOT NULL",
             unique=True,
-            postgresql_where=text("provider_message_id IS NOT NULL"),
-            sqlite_where=text("provider_message_id IS NOT NULL"),
         ),
         # Sends per campaign over time (dashboard timeline, counter reconciliation).
-        Index(
-            "ix_messages_campaign_sent",
-            "campaign_id",
-            "sent_at",
-            postgresql_where=text("sent_at IS NOT NULL"),
-            sqlite_where=text("sent_at IS NOT NULL"),
+        partial_index(
+            "ix_messages_campaign_sent", "campaign_id", "sent_at", where="sent_at IS NOT NULL"
         ),
     )
 

@@ -5,18 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, String, Table, Text
+from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relance.models.base import Base, utcnow
+from relance.models.base import Base, link_table, utcnow
 
-contact_categories = Table(
-    "contact_categories",
-    Base.metadata,
-    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
-    Column(
-        "category_id", ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True, index=True
-    ),
+contact_categories = link_table(
+    "contact_categories", "contact_id->contacts", "category_id->categories", index_right=True
 )
 
 

@@ -1,4 +1,4 @@
-"""The one provider interface, its typed errors, and the events webhooks turn into.
+"""The one provider interface, its typed errors, and what webhook parsers share.
 
 An adapter sends a text (or a Cloud API template) to an E.164 number and answers the provider's
 message id, or raises one of three errors the engine knows how to handle:
@@ -12,8 +12,8 @@ message id, or raises one of three errors the engine knows how to handle:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+import json
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 
@@ -63,43 +63,6 @@ class Provider(Protocol):
     def close(self) -> None: ...
 
 
-ReportedStatus = Literal["sent", "delivered", "read", "failed"]
-InteractionKind = Literal["text", "button", "interactive", "reaction", "other"]
-
-
-@dataclass(frozen=True)
-class StatusEvent:
-    """The provider reports what became of a message we sent."""
-
-    dedup_key: str
-    provider_message_id: str
-    status: ReportedStatus
-    timestamp: datetime
-    our_message_id: int | None = None  # from biz_opaque_callback_data, when echoed back
-    error_code: str | None = None
-    error_text: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-    rejected: str | None = None  # why it cannot be applied (stored, not applied)
-
-
-@dataclass(frozen=True)
-class InteractionEvent:
-    """A contact wrote, tapped a button or reacted."""
-
-    dedup_key: str
-    from_phone: str  # E.164
-    kind: InteractionKind
-    text: str
-    timestamp: datetime
-    # The message it answers (Cloud API ``context.id``, a reaction's ``message_id``).
-    context_provider_message_id: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-    rejected: str | None = None  # why it cannot be applied (stored, not applied)
-
-
-ProviderEvent = StatusEvent | InteractionEvent
-
-
 class WebhookRejected(Exception):
     """A webhook that must change nothing: bad signature (401/403) or malformed (400)."""
 
@@ -116,3 +79,14 @@ def e164(raw: str) -> str:
     if not digits:
         raise WebhookRejected(400, f"not a phone number: {raw!r}")
     return "+" + digits
+
+
+def json_body(body: bytes) -> dict[str, Any]:
+    """A webhook's body as a JSON object, or WebhookRejected (400) saying why it is not one."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookRejected(400, f"malformed webhook: body is not JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "malformed webhook: body must be a JSON object")
+    return payload

@@ -5,12 +5,13 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from relance.config import Settings
-from relance.providers.base import RetryableError
+from relance.providers.base import PermanentError, ProviderError, RateLimited, RetryableError
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
@@ -80,3 +81,44 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def join_url(base: str, *parts: str) -> str:
+    """``base`` (a setting, with or without a trailing slash) and path parts, joined by '/'."""
+    return "/".join([base.rstrip("/"), *parts])
+
+
+@dataclass(frozen=True)
+class ErrorCodes:
+    """What a provider's error codes mean; its HTTP status decides for the codes not listed."""
+
+    rate_limited: frozenset[int] = frozenset()
+    stops_sender: frozenset[int] = frozenset()  # no send from this sender can succeed
+    retryable: frozenset[int] = frozenset()
+    permanent: frozenset[int] = frozenset()  # this recipient cannot be sent to
+    stop_statuses: frozenset[int] = frozenset({401, 403})  # bad or revoked credentials
+
+
+def classify(
+    codes: ErrorCodes,
+    status: int,
+    code: int | None,
+    label: str,
+    text: str,
+    retry_after: float | None,
+) -> ProviderError:
+    """A failed send's typed error: RateLimited, RetryableError or PermanentError.
+
+    The code decides first, in this order (rate limit, sender stopped, retryable, permanent),
+    then the HTTP status: 429 is a rate limit, 5xx and 408 are transient, ``stop_statuses``
+    stop the sender, any other 4xx is permanent for the recipient.
+    """
+    if code in codes.rate_limited or status == 429:
+        return RateLimited(label, text, retry_after)
+    if code in codes.stops_sender:
+        return PermanentError(label, text, stops_sender=True)
+    if code in codes.retryable or status >= 500 or status == 408:
+        return RetryableError(label, text)
+    if code in codes.permanent:
+        return PermanentError(label, text)
+    return PermanentError(label, text, stops_sender=status in codes.stop_statuses)

@@ -21,47 +21,55 @@ from relance.providers.base import (
     RetryableError,
     SendResult,
 )
-from relance.providers.http import HttpProvider, retry_after_seconds
+from relance.providers.http import (
+    ErrorCodes,
+    HttpProvider,
+    classify,
+    join_url,
+    retry_after_seconds,
+)
 
 # 131048: Meta saw this number's messages flagged as spam; sending again soon makes it worse,
 # so the sender keeps quiet for an hour unless the response says otherwise.
 SPAM_BACKOFF_SECONDS = 3600.0
 
-# 130429 throughput (80 msg/s per number), 131056 pair rate (one user, ~1 msg / 6 s),
-# 80007 WABA rate limit, 4 app-level API call limit.
-RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131056})
 SPAM_CODES = frozenset({131048})
-# Nothing sent from this number can go until a human fixes the account: token, permissions,
-# lock, payment, registration.
-SENDER_STOP_CODES = frozenset({0, 3, 10, 190, 368, 131005, 131031, 131042, 131045, 133010})
-# Meta's side failed (1 unknown, 2 service, 131000 something went wrong, 131016 / 133004
-# service temporarily unavailable).
-RETRYABLE_CODES = frozenset({1, 2, 131000, 131016, 133004})
-# This message to this recipient will never go: undeliverable, outside the 24 h window,
-# marketing refused, or a request Meta rejects as invalid.
-PERMANENT_CODES = frozenset(
-    {
-        100,
-        470,
-        131008,
-        131009,
-        131021,
-        131026,
-        131030,
-        131047,
-        131049,
-        131050,
-        131051,
-        131052,
-        131053,
-        132000,
-        132001,
-        132005,
-        132007,
-        132012,
-        132015,
-        132016,
-    }
+ERROR_CODES = ErrorCodes(
+    # 130429 throughput (80 msg/s per number), 131056 pair rate (one user, ~1 msg / 6 s),
+    # 80007 WABA rate limit, 4 app-level API call limit.
+    rate_limited=frozenset({4, 80007, 130429, 131056}),
+    # Nothing sent from this number can go until a human fixes the account: token,
+    # permissions (200-299 too), lock, payment, registration.
+    stops_sender=frozenset({0, 3, 10, 190, 368, 131005, 131031, 131042, 131045, 133010}),
+    # Meta's side failed (1 unknown, 2 service, 131000 something went wrong, 131016 / 133004
+    # service temporarily unavailable).
+    retryable=frozenset({1, 2, 131000, 131016, 133004}),
+    # This message to this recipient will never go: undeliverable, outside the 24 h window,
+    # marketing refused, or a request Meta rejects as invalid.
+    permanent=frozenset(
+        {
+            100,
+            470,
+            131008,
+            131009,
+            131021,
+            131026,
+            131030,
+            131047,
+            131049,
+            131050,
+            131051,
+            131052,
+            131053,
+            132000,
+            132001,
+            132005,
+            132007,
+            132012,
+            132015,
+            132016,
+        }
+    ),
 )
 
 
@@ -73,8 +81,7 @@ class MetaProvider(HttpProvider):
     @property
     def messages_url(self) -> str:
         s = self._settings
-        base = s.meta_graph_url.rstrip("/")
-        return f"{base}/{s.meta_api_version}/{s.meta_phone_number_id}/messages"
+        return join_url(s.meta_graph_url, s.meta_api_version, s.meta_phone_number_id, "messages")
 
     def send(self, message: OutboundMessage) -> SendResult:
         """Send one message; answer the ``wamid`` or raise a typed ProviderError."""
@@ -151,17 +158,9 @@ def error_for(response: httpx.Response) -> ProviderError:
     retry_after = retry_after_seconds(response.headers)
     if code in SPAM_CODES:
         return RateLimited(label, text, retry_after or SPAM_BACKOFF_SECONDS)
-    if code in RATE_LIMIT_CODES or status == 429:
-        return RateLimited(label, text, retry_after)
-    if code is not None and (code in SENDER_STOP_CODES or 200 <= code <= 299):
+    if code is not None and 200 <= code <= 299 and status != 429:  # permission errors
         return PermanentError(label, text, stops_sender=True)
-    if code in RETRYABLE_CODES or status >= 500 or status == 408:
-        return RetryableError(label, text)
-    if code in PERMANENT_CODES:
-        return PermanentError(label, text)
-    if status in (401, 403):
-        return PermanentError(label, text, stops_sender=True)
-    return PermanentError(label, text)
+    return classify(ERROR_CODES, status, code, label, text, retry_after)
 
 
 def _graph_error(response: httpx.Response) -> dict[str, Any]:

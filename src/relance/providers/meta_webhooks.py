@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from relance.providers.base import (
+from relance.providers.base import WebhookRejected, e164, json_body
+from relance.providers.events import (
+    REPORTED_STATUSES,
     InteractionEvent,
     InteractionKind,
     ProviderEvent,
     StatusEvent,
-    WebhookRejected,
-    e164,
 )
 
 SIGNATURE_HEADER = "x-hub-signature-256"
-_STATUSES = {"sent", "delivered", "read", "failed"}
 _OUR_ID = re.compile(r"[0-9]{1,18}")  # a message id of ours fits a BIGINT
 
 
@@ -92,7 +90,7 @@ def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
 def _status_event(status: Mapping[str, Any], where: str) -> StatusEvent | None:
     wamid = str(_require(status, "id", where))
     value = str(_require(status, "status", where))
-    if value not in _STATUSES:
+    if value not in REPORTED_STATUSES:
         return None  # e.g. "deleted", "warning": nothing we track
     errors = _list(status, "errors", where)
     first: Mapping[str, Any] = {}
@@ -151,12 +149,7 @@ def _message_event(message: Mapping[str, Any], where: str) -> InteractionEvent:
 
 def parse(body: bytes) -> list[ProviderEvent]:
     """Every status and inbound message of a (possibly batched) Cloud API webhook."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebhookRejected(400, f"malformed webhook: body is not JSON ({exc})") from None
-    if not isinstance(payload, Mapping):
-        raise WebhookRejected(400, "malformed webhook: body must be a JSON object")
+    payload = json_body(body)
     entries = _require(payload, "entry", "body")
     if not isinstance(entries, list):
         raise WebhookRejected(400, "malformed webhook: body.entry must be a list")

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any
 
-from relance.providers.base import ProviderEvent, StatusEvent
+from relance.providers.events import ProviderEvent, StatusEvent
 
 MAX_ID_LENGTH = 200  # messages.provider_message_id; a wamid is about 60 characters
 MAX_KEY_LENGTH = 300  # inbound_events.dedup_key

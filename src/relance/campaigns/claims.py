@@ -1,0 +1,270 @@
+"""Claims: what is due to send, taken by one dispatcher only (``FOR UPDATE SKIP LOCKED``).
+
+Due: a pending message whose time has come (Message 2s first, then Message 1s sent again), or
+a queued recipient of a sending campaign whose Message 1 is not created yet: the claim creates
+it, already ``sending``. ``has_due`` asks the same predicates without claiming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from relance.campaigns.domain import CampaignStatus, MessageKind, MessageStatus, RecipientState
+from relance.models import Campaign, Contact, Message, Recipient
+
+PRIORITY = {MessageKind.MESSAGE_2: 0, MessageKind.MESSAGE_1: 1}
+
+
+def sending_campaign_ids(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(Campaign.id)
+            .where(Campaign.status == CampaignStatus.SENDING.value)
+            .order_by(Campaign.started_at, Campaign.id)
+        )
+    )
+
+
+def message_1_due() -> list[Any]:
+    """Queued recipients without a Message 1 row: the predicate of ``ix_recipients_message_1_due``.
+
+    Rendered as literals, not bound parameters: a generic plan (PostgreSQL's, once psycopg has
+    prepared a statement run often) could not prove that the partial index applies.
+    """
+    return [
+        Recipient.state == literal(RecipientState.QUEUED.value, literal_execute=True),
+        Recipient.message_1_created_at.is_(None),
+    ]
+
+
+def message_pending() -> Any:
+    """``status = 'pending'``, the predicate of ``ix_messages_dispatch``, as a literal (see
+    ``message_1_due``): bound, a generic plan scanned the whole messages table on each claim."""
+    return Message.status == literal(MessageStatus.PENDING.value, literal_execute=True)
+
+
+def claim_messages(
+    session: Session,
+    now: datetime,
+    limit: int,
+    message_ids: Sequence[int] | None = None,
+    *,
+    provider: str,
+    recipient_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Claim up to ``limit`` due messages, all ``sending`` when this transaction commits.
+
+    First the pending messages, ``pending -> sending`` by compare-and-set: Message 2s (a
+    contact who answered is waiting), then Message 1s sent again (a retry, ``retry_failed``),
+    in campaign launch order. Then, while room is left, each sending campaign's queued
+    recipients that have no Message 1 row yet, in launch order then id order: their Message 1
+    is created here, directly ``sending`` (``create_message_1``).
+
+    One query per (priority, campaign): each is an ordered scan of a partial index, whatever
+    the planner's statistics say (right after a launch of a million rows it has none, and a
+    single query over every campaign sorted them all on each claim). On PostgreSQL,
+    ``FOR UPDATE SKIP LOCKED`` lets several dispatchers claim side by side without waiting on
+    each other or claiming the same row; SQLite has one writer at a time, so the
+    compare-and-set alone is enough there.
+
+    ``message_ids`` restricts the claim to those messages (no Message 1 is created then);
+    ``recipient_ids`` restricts both steps to those recipients.
+    """
+    campaigns = sending_campaign_ids(session)
+    ids = _claim_pending(session, now, limit, campaigns, message_ids, recipient_ids)
+    if message_ids is None:
+        for campaign_id in campaigns:
+            if len(ids) >= limit:
+                break
+            ids.extend(
+                create_message_1(
+                    session, campaign_id, now, limit - len(ids), provider, recipient_ids
+                )
+            )
+    return sorted(ids)
+
+
+def _claim_pending(
+    session: Session,
+    now: datetime,
+    limit: int,
+    campaigns: Sequence[int],
+    message_ids: Sequence[int] | None,
+    recipient_ids: Sequence[int] | None,
+) -> list[int]:
+    ids: list[int] = []
+    for priority in sorted(PRIORITY.values()):
+        for campaign_id in campaigns:
+            if len(ids) >= limit:
+                break
+            query = (
+                select(Message.id)
+                .where(
+                    Message.priority == priority,
+                    Message.campaign_id == campaign_id,
+                    message_pending(),
+                    or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+                )
+                .order_by(Message.id)
+                .limit(limit - len(ids))
+                .with_for_update(skip_locked=True)
+            )
+            if message_ids is not None:
+                query = query.where(Message.id.in_(message_ids))
+            if recipient_ids is not None:
+                query = query.where(Message.recipient_id.in_(recipient_ids))
+            ids.extend(session.scalars(query))
+    if not ids:
+        return []
+    claimed = session.execute(
+        update(Message)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.PENDING.value)
+        .values(status=MessageStatus.SENDING.value, claimed_at=now, attempts=Message.attempts + 1)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(claimed.scalars())
+
+
+def create_message_1(
+    session: Session,
+    campaign_id: int,
+    now: datetime,
+    limit: int,
+    provider: str,
+    recipient_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Create the Message 1 of up to ``limit`` queued recipients, claimed: ``sending``.
+
+    The recipients are locked (``SKIP LOCKED``: another dispatcher's are left to it), stamped
+    ``message_1_created_at`` by compare-and-set on NULL, and only the ones stamped here get a
+    row: a recipient never has two Message 1s from the dispatcher, whoever races. The rows are
+    born ``sending`` in the claim's transaction, so a worker that dies after it leaves them
+    exactly where a claimed pending message would be (recovery finds them).
+    """
+    query = (
+        select(Recipient.id)
+        .where(Recipient.campaign_id == campaign_id, *message_1_due())
+        .order_by(Recipient.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if recipient_ids is not None:
+        query = query.where(Recipient.id.in_(recipient_ids))
+    picked = list(session.scalars(query))
+    if not picked:
+        return []
+    # The compare-and-set is on the stamp alone: the rows are locked, still queued. Repeating
+    # the partial index's predicate here let the planner scan that index for these ids (the
+    # whole queue: they are not its first column) instead of the primary key.
+    stamped = list(
+        session.scalars(
+            update(Recipient)
+            .where(Recipient.id.in_(picked), Recipient.message_1_created_at.is_(None))
+            .values(message_1_created_at=now)
+            .returning(Recipient.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not stamped:
+        return []
+    created = session.scalars(
+        insert(Message)
+        .from_select(
+            [
+                "recipient_id",
+                "campaign_id",
+                "kind",
+                "priority",
+                "status",
+                "provider",
+                "attempts",
+                "created_at",
+                "next_attempt_at",
+                "claimed_at",
+            ],
+            select(
+                Recipient.id,
+                Recipient.campaign_id,
+                literal(MessageKind.MESSAGE_1.value, Message.kind.type),
+                literal(PRIORITY[MessageKind.MESSAGE_1], Message.priority.type),
+                literal(MessageStatus.SENDING.value, Message.status.type),
+                literal(provider, Message.provider.type),
+                literal(1, Message.attempts.type),
+                literal(now, Message.created_at.type),
+                literal(now, Message.next_attempt_at.type),
+                literal(now, Message.claimed_at.type),
+            )
+            .where(Recipient.id.in_(stamped))
+            .order_by(Recipient.id),
+        )
+        .returning(Message.id)
+    )
+    return list(created)
+
+
+def outbound_rows(session: Session, message_ids: Sequence[int]) -> list[Row[Any]]:
+    """What the provider needs for each claimed message, in one query."""
+    return list(
+        session.execute(
+            select(
+                Message.id,
+                Message.kind,
+                Contact.phone,
+                Contact.first_name,
+                Contact.last_name,
+                Contact.attributes,
+                Campaign.message_1,
+                Campaign.message_1_template,
+                Campaign.message_2,
+                Campaign.placeholder_defaults,
+            )
+            .join(Recipient, Recipient.id == Message.recipient_id)
+            .join(Contact, Contact.id == Recipient.contact_id)
+            .join(Campaign, Campaign.id == Message.campaign_id)
+            .where(Message.id.in_(message_ids))
+        )
+    )
+
+
+def has_due(
+    session: Session,
+    now: datetime,
+    message_ids: Sequence[int] | None = None,
+    recipient_ids: Sequence[int] | None = None,
+) -> bool:
+    """Is anything due in a sending campaign (the claim's predicates, nothing claimed)?"""
+    query = (
+        select(Message.id)
+        .join(Campaign, Campaign.id == Message.campaign_id)
+        .where(
+            message_pending(),
+            Campaign.status == CampaignStatus.SENDING.value,
+            or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+        )
+        .limit(1)
+    )
+    if message_ids is not None:
+        query = query.where(Message.id.in_(message_ids))
+    if recipient_ids is not None:
+        query = query.where(Message.recipient_id.in_(recipient_ids))
+    if session.scalar(query) is not None:
+        return True
+    if message_ids is not None:
+        return False
+    for campaign_id in sending_campaign_ids(session):
+        waiting = (
+            select(Recipient.id)
+            .where(Recipient.campaign_id == campaign_id, *message_1_due())
+            .limit(1)
+        )
+        if recipient_ids is not None:
+            waiting = waiting.where(Recipient.id.in_(recipient_ids))
+        if session.scalar(waiting) is not None:
+            return True
+    return False

@@ -1,0 +1,187 @@
+"""The dispatcher: claim due messages, hand them to the provider within the shared pace,
+record what happened.
+
+The provider call must sit between two commits: the claim (``pending -> sending``, or a queued
+recipient's Message 1 created ``sending``) is durable before anything leaves, and the outcome
+is recorded after (``outcomes.record_outcomes``). A worker killed in between leaves the message
+``sending``, where recovery finds it (never resends it blindly). So the dispatcher owns its
+transactions, like a task would.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.exc import OperationalError
+
+from relance.campaigns import claims
+from relance.campaigns.domain import MessageKind
+from relance.campaigns.followups import Followups
+from relance.campaigns.outcomes import DispatchReport, SendOutcome, record_outcomes
+from relance.config import Settings
+from relance.contacts.domain import contact_values, render
+from relance.db import session_scope
+from relance.models import utcnow
+from relance.pacing.domain import Grant, Wait
+from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
+from relance.providers.base import OutboundMessage, Provider, ProviderError, RetryableError
+
+log = logging.getLogger(__name__)
+
+
+def claim(
+    settings: Settings,
+    limit: int,
+    message_ids: Sequence[int] | None = None,
+    recipient_ids: Sequence[int] | None = None,
+) -> list[OutboundMessage]:
+    """Claim and load up to ``limit`` due messages in one short transaction.
+
+    Due: a pending message whose time has come, or a queued recipient of a sending campaign
+    whose Message 1 is created by this claim. ``message_ids`` restricts the claim to those
+    pending messages; ``recipient_ids`` to those recipients' messages and Message 1s.
+    """
+    with session_scope(settings) as session:
+        ids = claims.claim_messages(
+            session,
+            utcnow(),
+            limit,
+            message_ids,
+            provider=settings.provider,
+            recipient_ids=recipient_ids,
+        )
+        if not ids:
+            return []
+        return [_outbound(row) for row in claims.outbound_rows(session, ids)]
+
+
+def _outbound(row: object) -> OutboundMessage:
+    values = contact_values(row.first_name, row.last_name, row.attributes or {})  # type: ignore[attr-defined]
+    defaults = row.placeholder_defaults or {}  # type: ignore[attr-defined]
+    if row.kind == MessageKind.MESSAGE_2:  # type: ignore[attr-defined]
+        text = render(row.message_2 or "", values, defaults)  # type: ignore[attr-defined]
+        return OutboundMessage(row.id, row.phone, text, kind="message_2")  # type: ignore[attr-defined]
+    template = row.message_1_template  # type: ignore[attr-defined]
+    if template:
+        params = [render(str(p), values, defaults) for p in template.get("parameters", [])]
+        template = {**template, "parameters": params}
+    text = render(row.message_1, values, defaults)  # type: ignore[attr-defined]
+    return OutboundMessage(row.id, row.phone, text, template)  # type: ignore[attr-defined]
+
+
+def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
+    """Hand each message to the provider once; never raise (errors become outcomes)."""
+
+    def one(message: OutboundMessage) -> SendOutcome:
+        try:
+            result = provider.send(message)
+            return SendOutcome(message.message_id, provider_message_id=result.provider_message_id)
+        except ProviderError as exc:
+            return SendOutcome(message.message_id, error=exc)
+        except Exception as exc:  # a bug or a network oddity must not lose the claim
+            log.exception("provider send crashed", extra={"message_id": message.message_id})
+            return SendOutcome(message.message_id, error=RetryableError("exception", repr(exc)))
+
+    if len(messages) <= 1:
+        return [one(m) for m in messages]
+    with ThreadPoolExecutor(max_workers=min(16, len(messages))) as pool:
+        return list(pool.map(one, messages))
+
+
+def dispatch(
+    settings: Settings,
+    provider: Provider,
+    limiter: AnyLimiter,
+    followups: Followups,
+    budget_seconds: float = 20.0,
+    batch: int = 100,
+    message_ids: Sequence[int] | None = None,
+    max_wait: float = 2.0,
+    stopping: Callable[[], bool] = lambda: False,
+    recipient_ids: Sequence[int] | None = None,
+) -> DispatchReport:
+    """Send due messages within what the shared limiter grants, for up to ``budget_seconds``.
+
+    ``stopping`` is checked between batches: a worker asked to shut down finishes the batch
+    it holds (claimed messages are recorded, never abandoned) and claims no more.
+    ``message_ids`` and ``recipient_ids`` restrict what is due (see ``claim``).
+    """
+    deadline = time.monotonic() + budget_seconds
+    total = DispatchReport()
+    paced = not limiter.rules.unpaced
+    while time.monotonic() < deadline and not stopping():
+        # Paced, a reservation spends a slot: look first. Unpaced, the claim itself tells.
+        if paced and not _has_due(settings, message_ids, recipient_ids):
+            break
+        try:
+            decision = limiter.reserve(max_wait=max_wait, wanted=batch)
+        except LimiterUnavailable as exc:
+            log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
+            total.wait_reason = "limiter_unavailable"
+            total.more = True
+            break
+        if isinstance(decision, Wait):
+            total.waiting_until, total.wait_reason = decision.until, decision.reason
+            total.more = True
+            break
+        assert isinstance(decision, Grant)
+        delay = decision.at - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        messages = claim(settings, decision.count, message_ids, recipient_ids)
+        if len(messages) < decision.count and limiter.rules.unpaced:
+            limiter.refund(decision.count - len(messages))
+        if not messages:
+            break
+        outcomes = send_all(provider, messages)
+        report = _record(settings, followups, outcomes, limiter)
+        total.sent += report.sent
+        total.failed += report.failed
+        total.retried += report.retried
+        total.outcomes.extend(outcomes)
+    else:
+        total.more = _has_due(settings, message_ids, recipient_ids)
+    return total
+
+
+def _record(
+    settings: Settings, followups: Followups, outcomes: Sequence[SendOutcome], limiter: AnyLimiter
+) -> DispatchReport:
+    """Record a batch in one transaction; if that fails, each outcome alone.
+
+    One bad row (say a provider id that collides) must not keep the rest of the batch in
+    ``sending``; what still fails stays ``sending`` for recovery, and is logged.
+    """
+    for attempt in range(3):
+        try:
+            with session_scope(settings) as session:
+                return record_outcomes(session, settings, followups, outcomes, limiter)
+        except OperationalError:  # deadlock or lock timeout: the whole batch may go again
+            log.warning("recording a batch conflicted; retrying", extra={"attempt": attempt})
+        except Exception:
+            log.exception("recording a batch failed; recording one by one")
+            break
+    total = DispatchReport(outcomes=list(outcomes))
+    for outcome in outcomes:
+        try:
+            with session_scope(settings) as session:
+                one = record_outcomes(session, settings, followups, [outcome], limiter)
+            total.sent += one.sent
+            total.failed += one.failed
+            total.retried += one.retried
+        except Exception:
+            log.exception(
+                "could not record a send outcome; recovery will see it",
+                extra={"message_id": outcome.message_id},
+            )
+    return total
+
+
+def _has_due(
+    settings: Settings, message_ids: Sequence[int] | None, recipient_ids: Sequence[int] | None
+) -> bool:
+    with session_scope(settings) as session:
+        return claims.has_due(session, utcnow(), message_ids, recipient_ids)

@@ -1,0 +1,271 @@
+"""The inbound path: every event a provider's webhook carried, stored once and applied.
+
+The webhook endpoint verifies and parses (``relance.providers``); here, in the request's one
+transaction, the events are screened, stored (a duplicate collides on its dedup key and changes
+nothing), and applied by the domain's rules: a status moves its message forward
+(``outcomes.apply_status``), a stop keyword opts the contact out, any other message from a
+contact is an answer (``answers``). Counters and completion follow at commit
+(``counters``); Message 2 is sent after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from relance.campaigns.answers import opt_out, record_interaction
+from relance.campaigns.domain import Applied, Outcome
+from relance.campaigns.followups import Followups
+from relance.campaigns.outcomes import apply_status
+from relance.config import Settings
+from relance.contacts.domain import is_stop_keyword, stop_keywords
+from relance.db import savepoint, session_scope
+from relance.models import InboundEvent, Message, utcnow
+from relance.providers.events import ProviderEvent, StatusEvent
+from relance.providers.screening import screen
+
+log = logging.getLogger(__name__)
+
+
+def _store_all(
+    session: Session, provider: str, events: Sequence[ProviderEvent], now: datetime
+) -> dict[str, int]:
+    """Insert the events whose dedup key is new, in one statement; their ids by dedup key."""
+    if not events:
+        return {}
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    rows = [
+        {
+            "provider": provider,
+            "dedup_key": event.dedup_key,
+            "kind": "status" if isinstance(event, StatusEvent) else f"message:{event.kind}",
+            "payload": event.raw,
+            "received_at": now,
+            "matched": False,
+        }
+        for event in events
+    ]
+    result = session.execute(
+        ins(InboundEvent)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(InboundEvent.dedup_key, InboundEvent.id)
+    )
+    return {key: event_id for key, event_id in result}
+
+
+def _find_messages(session: Session, events: Sequence[StatusEvent]) -> dict[str, Message]:
+    """The messages the statuses are about, by provider id, in at most two queries."""
+    if not events:
+        return {}
+    found = {
+        m.provider_message_id or "": m
+        for m in session.scalars(
+            select(Message).where(
+                Message.provider_message_id.in_({e.provider_message_id for e in events})
+            )
+        )
+    }
+    ours = {
+        e.our_message_id: e.provider_message_id
+        for e in events
+        if e.provider_message_id not in found and e.our_message_id is not None
+    }
+    if ours:
+        # We crashed before storing the provider id: biz_opaque_callback_data still matches.
+        for m in session.scalars(
+            select(Message).where(Message.id.in_(ours), Message.provider_message_id.is_(None))
+        ):
+            found[ours[m.id]] = m
+    return found
+
+
+def in_lock_order(events: Sequence[ProviderEvent]) -> list[ProviderEvent]:
+    """Statuses grouped by message (in arrival order within one), then interactions.
+
+    Two batches touching the same messages then lock their rows in the same order, so they
+    wait for each other instead of deadlocking; per message, the order is kept.
+    """
+    statuses = [e for e in events if isinstance(e, StatusEvent)]
+    statuses.sort(key=lambda e: e.provider_message_id)  # stable: arrival order per message
+    return [*statuses, *(e for e in events if not isinstance(e, StatusEvent))]
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """Who a webhook's events come from (the provider) and what acts on them."""
+
+    settings: Settings
+    followups: Followups
+    provider: str
+
+
+def apply_events(
+    session: Session,
+    receiver: Receiver,
+    events: Sequence[ProviderEvent],
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Apply one webhook's events in the caller's transaction; duplicates change nothing.
+
+    Every event is stored once (its dedup key is unique), with what it did (``Outcome``).
+    """
+    now = now or utcnow()
+    tally: Counter[str] = Counter()
+    ordered = in_lock_order([screen(e) for e in events])
+    new_ids = _store_all(session, receiver.provider, ordered, now)
+    messages = _find_messages(
+        session,
+        [
+            e
+            for e in ordered
+            if isinstance(e, StatusEvent) and e.dedup_key in new_ids and not e.rejected
+        ],
+    )
+    results: list[dict[str, object]] = []
+    for event in ordered:
+        event_id = new_ids.pop(event.dedup_key, None)  # a key twice in one batch applies once
+        if event_id is None:
+            tally["duplicates"] += 1
+            continue
+        message = (
+            messages.get(event.provider_message_id) if isinstance(event, StatusEvent) else None
+        )
+        applied = _apply_one(session, receiver, event, message, now)
+        results.append(
+            {
+                "id": event_id,
+                "matched": applied.outcome.matched,
+                "outcome": applied.text,
+                "message_id": message.id if message is not None else None,
+                "recipient_id": applied.recipient_id,
+            }
+        )
+        if applied.outcome == Outcome.REJECTED:
+            tally["rejected"] += 1
+            continue
+        tally["applied"] += 1
+        tally["matched" if applied.outcome.matched else "unmatched"] += 1
+    if results:
+        session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
+    return dict(tally)
+
+
+def _apply_one(
+    session: Session,
+    receiver: Receiver,
+    event: ProviderEvent,
+    message: Message | None,
+    now: datetime,
+) -> Applied:
+    """What one new event does, by the domain's rules."""
+    settings, followups = receiver.settings, receiver.followups
+    if event.rejected:
+        # Stored so that it is seen, and a retry of it is a duplicate; never applied.
+        return Applied(Outcome.REJECTED, detail=event.rejected)
+    if isinstance(event, StatusEvent):
+        if message is None:
+            return Applied(Outcome.UNMATCHED)
+        return apply_status(session, settings, followups, message, event, now)
+    if is_stop_keyword(event.text, stop_keywords(settings.stop_keywords)):
+        return opt_out(session, event.from_phone, now)
+    return record_interaction(
+        session, settings, followups, event.from_phone, event.context_provider_message_id, now
+    )
+
+
+def apply_webhook(receiver: Receiver, events: Sequence[ProviderEvent]) -> dict[str, int]:
+    """Apply a verified webhook's events in one transaction of its own; a tally.
+
+    It owns its transactions, like the dispatcher: a deadlock or lock timeout sends the whole
+    batch again (up to three times), and a batch the database refuses is applied again one
+    event at a time, so that one bad event never holds back the rest of its batch.
+    """
+    try:
+        return _in_transaction(
+            receiver.settings, lambda session: apply_events(session, receiver, events)
+        )
+    except OperationalError:
+        raise
+    except SQLAlchemyError:
+        log.exception("the database refused a webhook batch: applying it event by event")
+        return _in_transaction(
+            receiver.settings, lambda session: _apply_each(session, receiver, events)
+        )
+
+
+def _in_transaction(
+    settings: Settings, work: Callable[[Session], dict[str, int]], attempts: int = 3
+) -> dict[str, int]:
+    for attempt in range(attempts):
+        try:
+            with session_scope(settings) as session:
+                return work(session)
+        except OperationalError:  # a deadlock or lock timeout: the whole batch goes again
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_each(
+    session: Session, receiver: Receiver, events: Sequence[ProviderEvent]
+) -> dict[str, int]:
+    """A batch the database refused as a whole, applied again one event per savepoint.
+
+    Only the event the database refuses is left out, stored as rejected: the others are
+    applied and the webhook answered, instead of the provider retrying the batch for ever. A
+    deadlock or lock timeout (OperationalError) still fails the whole transaction, to be retried.
+    """
+    now = utcnow()
+    tally: Counter[str] = Counter()
+    for event in events:
+        try:
+            with savepoint(session):
+                tally.update(apply_events(session, receiver, [event], now))
+        except OperationalError:
+            raise
+        except SQLAlchemyError as exc:
+            tally.update(_store_refused(session, receiver, event, exc, now))
+    return dict(tally)
+
+
+def _store_refused(
+    session: Session,
+    receiver: Receiver,
+    event: ProviderEvent,
+    error: SQLAlchemyError,
+    now: datetime,
+) -> dict[str, int]:
+    """Store as rejected the event the database refused; without its payload if that was it."""
+    cause = type(getattr(error, "orig", None) or error).__name__
+    log.error(
+        "webhook event refused by the database",
+        extra={"provider": receiver.provider, "dedup_key": event.dedup_key[:100], "error": cause},
+    )
+    for payload in (event.raw, {}):
+        refused = dataclasses.replace(
+            event, raw=payload, rejected=f"the database refused it ({cause})"
+        )
+        try:
+            with savepoint(session):
+                return apply_events(session, receiver, [refused], now)
+        except OperationalError:
+            raise
+        except SQLAlchemyError:
+            continue
+    log.error(
+        "webhook event lost: the database refused even its rejection",
+        extra={"provider": receiver.provider},
+    )
+    return {"lost": 1}

@@ -1,0 +1,92 @@
+"""The dashboard's preview: the messages as the first contact of the audience would read them.
+
+Rendered within WhatsApp's limits: a long attribute in many placeholders must not build
+megabytes; what is too long says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from relance.campaigns.schemas import PreviewIn, SampleContact
+from relance.campaigns.texts import campaign_texts
+from relance.contacts.domain import (
+    contact_values,
+    missing_placeholders,
+    render_within,
+    valid_template,
+)
+from relance.models import Contact, contact_categories
+
+
+def _sample_contact(session: Session, category_ids: Sequence[int]) -> Contact | None:
+    """The first reachable contact of the categories: the one the preview is written for."""
+    if not category_ids:
+        return None
+    links = contact_categories.c
+    return session.scalar(
+        select(Contact)
+        .where(
+            Contact.opted_out_at.is_(None),
+            exists().where(
+                links.contact_id == Contact.id, links.category_id.in_(sorted(set(category_ids)))
+            ),
+        )
+        .order_by(Contact.id)
+        .limit(1)
+    )
+
+
+def preview(session: Session, data: PreviewIn) -> dict[str, Any]:
+    """The messages as the first contact of the chosen categories would read them."""
+    contact = _sample_contact(session, data.category_ids)
+    values = (
+        contact_values(contact.first_name, contact.last_name, contact.attributes or {})
+        if contact
+        else {}
+    )
+    defaults = data.placeholder_defaults
+    errors: dict[str, str] = {}
+    missing: set[str] = set()
+    shown: dict[str, str | None] = {}
+    template = {"parameters": data.template_parameters}
+    for text in campaign_texts(data.message_1, data.message_2, template):
+        field = text.field.replace("message_1_template.parameters", "template_parameters")
+        problem = valid_template(text.text)
+        if problem:
+            errors[field] = problem
+            shown[field] = None
+            continue
+        missing |= missing_placeholders(text.text, {**defaults, **values})
+        # Cut at the limit: a long attribute in many placeholders must not build megabytes.
+        shown[field], length = render_within(text.text, values, defaults, text.limit)
+        if length > text.limit:
+            errors[field] = (
+                f"too long once personalised for this contact: {length:,} characters; "
+                f"{text.limited_by} allows {text.limit:,}"
+            )
+    parameters = [
+        shown[f"template_parameters.{i}"] or "" for i in range(len(data.template_parameters))
+    ]
+    sample = (
+        SampleContact(
+            id=contact.id,
+            phone=contact.phone,
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+        )
+        if contact
+        else None
+    )
+    return {
+        "contact": sample,
+        "message_1": shown["message_1"],
+        "message_2": shown.get("message_2"),
+        "template_parameters": parameters,
+        "missing": sorted(missing),
+        "errors": errors,
+    }
