@@ -4,6 +4,8 @@ PostgreSQL: ``TEST_DATABASE_URL`` (default the local ``test`` database's server)
 creates its own database, migrates it with Alembic, and drops it at the end.
 Redis: ``TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15).
 When ``CI`` is set, a missing server fails the run; elsewhere those tests skip, saying why.
+Tests under tests/integration are marked ``integration``, under tests/e2e ``e2e``
+(``pytest -m "not e2e"`` runs the rest).
 """
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ ALL_TABLES = (
     "inbound_events, messages, recipients, campaign_contacts, campaign_categories, "
     "campaigns, contact_categories, contacts, categories, api_keys, sender_pacing"
 )
+
+
+MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            folder = item.path.relative_to(here).parts[0]
+            if folder in MARKERS:
+                item.add_marker(MARKERS[folder])
 
 
 def _reachable(url: str, default_port: int) -> bool:

@@ -43,7 +43,6 @@ def _database_exists(name: str) -> bool:
         engine.dispose()
 
 
-@pytest.mark.e2e
 @pytest.mark.timeout(300)
 def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     require_server("PostgreSQL", PG_URL, 5432)

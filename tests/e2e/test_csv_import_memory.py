@@ -15,20 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import Processes, free_port, wait_for_port
+from relance.processes import Processes, free_port, wait_for_port
 
 FILE_BYTES = 20 * 1024 * 1024
 MAX_GROWTH_BYTES = 100 * 1024 * 1024
 # More fields than the header's two: rejected before any phone parsing, so a 20 MB file is
 # 200,000 rejections answered in a few seconds (the old code grew by 250 MB on it).
 BAD_ROW = "x;y;z;" + "w" * 100 + "\n"
-
-
-@pytest.fixture
-def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Processes:
-    procs = Processes(tmp_path / "logs")
-    request.addfinalizer(procs.stop_all)
-    return procs
 
 
 def _peak_rss_bytes(pid: int) -> int:

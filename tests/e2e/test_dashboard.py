@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 
 from relance.config import load_settings
-from relance.runner import Stack, free_port, running_stack
+from relance.processes import free_port
+from relance.runner import Stack, running_stack
 from tests.conftest import IN_CI
-
-pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"

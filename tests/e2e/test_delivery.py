@@ -21,11 +21,11 @@ import pytest
 from relance.auth import create_api_key
 from relance.config import load_settings
 from relance.db import session_scope
+from relance.fakes.graph import FakeGraph
+from relance.processes import Process, Processes, free_port, wait_for_http, wait_until
 from relance.providers.meta_webhooks import message_payload, sign
-from tests.api_helpers import campaign_for_phones, wait_completed
+from tests.support.api import campaign_for_phones, wait_completed
 from tests.support.engine import phone
-from tests.support.fake_graph import FakeGraph
-from tests.support.processes import Process, Processes, free_port, wait_for_http, wait_until
 
 SECRET = "e2e-app-secret"
 
@@ -61,17 +61,9 @@ class Stack:
 
 
 @pytest.fixture
-def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Processes:
-    procs = Processes(tmp_path / "logs")
-    request.addfinalizer(procs.stop_all)
-    return procs
-
-
-@pytest.fixture
 def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph(app_secret=SECRET)
-    yield fake
-    fake.close()
+    with FakeGraph(app_secret=SECRET) as fake:
+        yield fake
 
 
 def _env(

@@ -17,9 +17,10 @@ import pytest
 from relance.auth import create_api_key
 from relance.config import Settings, load_settings
 from relance.db import session_scope
+from relance.processes import free_port
 from relance.providers.simulator import reply_dropped, simulated_fate
-from relance.runner import free_port, running_stack
-from tests.api_helpers import campaign_for_phones, wait_completed
+from relance.runner import running_stack
+from tests.support.api import campaign_for_phones, wait_completed
 from tests.support.engine import phone
 
 CONTACTS = 200

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import Process, Processes, free_port, wait_for_http
+from relance.processes import Process, Processes, free_port, wait_for_http
 
 MB = 1024 * 1024
 HUGE = 300 * MB
@@ -117,7 +117,6 @@ def raw_post(
     return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1") else None
 
 
-@pytest.mark.e2e
 def test_refusing_300_mb_bodies_costs_the_server_little_memory(server: Server) -> None:
     pid = server.process.pid
     before_kb = _status_kb(pid, "VmRSS")
@@ -149,7 +148,6 @@ def test_refusing_300_mb_bodies_costs_the_server_little_memory(server: Server) -
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
 
 
-@pytest.mark.e2e
 def test_a_write_is_readable_as_soon_as_its_answer_arrives(server: Server) -> None:
     """Read-your-writes: the transaction commits before the response leaves (300 times)."""
     missing = []
@@ -188,7 +186,6 @@ def _get_in_pieces(port: int, target: str, key: str) -> tuple[int, bytes]:
     return status, answer.split(b"\r\n\r\n", 1)[1]
 
 
-@pytest.mark.e2e
 def test_two_lists_of_500_ids_fit_and_501_is_a_documented_422(server: Server) -> None:
     def target(categories: int, contacts: int) -> str:
         query = "&".join(

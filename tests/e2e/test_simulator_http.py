@@ -18,24 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from relance.processes import Processes, free_port, wait_for_http, wait_until
 from relance.providers.simulator import simulated_fate
 from tests.support.engine import phone
-from tests.support.processes import Processes, free_port, wait_for_http, wait_until
 
 CONTACTS = 50
 WINDOW_SECONDS = 8
 FAILURE_RATE = 0.1
 REPLY_RATE = 0.5
 FINAL_STATE = {"fail": "failed", "reply": "message_2_sent", "silent": "no_interaction"}
-
-
-@pytest.fixture
-def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Processes:
-    procs = Processes(tmp_path / "logs")
-    request.addfinalizer(procs.stop_all)  # even when the test fails half-way
-    return procs
 
 
 def _relance(*args: str) -> list[str]:
@@ -91,7 +83,6 @@ def _phones_in(client: httpx.Client, campaign_id: int, state: str) -> set[str]:
     return {item["phone"] for item in r.json()["items"]}
 
 
-@pytest.mark.e2e
 def test_a_campaign_on_the_simulator_completes_by_itself_over_http(
     processes: Processes, tmp_path: Path, pg_url: str, redis_url: str
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.support.processes import free_port, wait_until
+from relance.processes import free_port, wait_until
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:

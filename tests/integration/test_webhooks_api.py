@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from relance.campaigns import service
-from relance.campaigns.endpoints import get_followups
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.sending import apply_status, claim
 from relance.config import SIMULATOR_APP_SECRET, Settings, get_settings
@@ -33,7 +31,7 @@ from relance.models import Contact, InboundEvent, Message, Recipient, utcnow
 from relance.providers import webhooks
 from relance.providers.meta_webhooks import sign
 from relance.providers.twilio import twilio_signature
-from tests.api_helpers import api_client, row_counts
+from tests.support.api import row_counts
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
@@ -89,18 +87,6 @@ class Sent:
     provider_message_id: str
     phone: str
     recipient_id: int
-
-
-@pytest.fixture
-def followups() -> RecordingFollowups:
-    return RecordingFollowups()
-
-
-@pytest.fixture
-def client(settings: Settings, followups: RecordingFollowups) -> Iterator[TestClient]:
-    c = api_client(settings)
-    c.app.dependency_overrides[get_followups] = lambda: followups  # type: ignore[attr-defined]
-    yield c
 
 
 def launch(

@@ -13,6 +13,7 @@ from relance.api import create_app
 from relance.auth import create_api_key
 from relance.config import Settings
 from relance.db import session_scope
+from relance.processes import wait_until
 
 
 def new_api_key(settings: Settings, name: str = "tests") -> str:
@@ -79,7 +80,6 @@ def campaign_for_phones(
 
 def wait_completed(client: Any, campaign_id: int, timeout: float, **wait: Any) -> dict[str, Any]:
     """Poll the campaign's stats until it is completed; they are returned."""
-    from tests.support.processes import wait_until
 
     def completed() -> dict[str, Any] | None:
         stats: dict[str, Any] = client.get(f"/api/campaigns/{campaign_id}/stats").json()
@@ -87,6 +87,6 @@ def wait_completed(client: Any, campaign_id: int, timeout: float, **wait: Any) -
 
     try:
         return wait_until(completed, timeout, f"campaign {campaign_id} to complete", **wait)
-    except AssertionError as exc:
+    except TimeoutError as exc:
         blocking = client.get(f"/api/campaigns/{campaign_id}/blocking").json()
-        raise AssertionError(f"{exc}\nstill blocking: {blocking}") from None
+        raise TimeoutError(f"{exc}\nstill blocking: {blocking}") from None
