@@ -132,7 +132,7 @@ def test_refusing_300_mb_bodies_costs_the_server_little_memory(server: Server) -
     }
     growth_mb = (_status_kb(pid, "VmHWM") - before_kb) / 1024
     server.process.check_alive()
-    expected = {
+    expected: dict[str, set[int | None]] = {
         "no key, declared": {401},
         "no key, chunked import": {401},
         "webhook, declared": {413},

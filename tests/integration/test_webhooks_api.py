@@ -1040,7 +1040,7 @@ def test_an_event_the_database_refuses_is_stored_rejected_and_the_rest_is_applie
 ) -> None:
     cid, sent = launch_and_send(settings, 4)
     target, first, refused, last = sent
-    real = webhooks.record_interaction
+    real = service.record_interaction  # what the webhooks module calls
 
     def refused_by_the_database(
         session: Any, settings_: Settings, followups_: Any, from_phone: str, *args: Any
