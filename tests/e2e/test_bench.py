@@ -43,7 +43,7 @@ def _database_exists(name: str) -> bool:
         engine.dispose()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(960)
 def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     require_server("PostgreSQL", PG_URL, 5432)
     require_server("Redis", REDIS_URL, 6379)
@@ -55,7 +55,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
         env={**env, "RELANCE_DATA_DIR": str(tmp_path / "data")},
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=900,  # a deadline, not a target: the quick run takes < 3 min on 2 idle cores
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())

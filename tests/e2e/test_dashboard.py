@@ -11,6 +11,7 @@ README's picture) when that file is missing or ``UPDATE_DOCS_SCREENSHOT=1``.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -41,7 +42,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WINDOW_SECONDS = 10
+MIN_WINDOW_SECONDS = 10
+# The reply window must outlast launch -> pause -> reading why the campaign waits: one page
+# load and two actions, about half of what signing in takes (two page loads) on any machine.
+WINDOW_PER_SIGN_IN = 5
 CONTACTS = 20
 FAST = {
     # Embedded defaults: empty means SQLite and the filesystem broker under RELANCE_DATA_DIR.
@@ -213,10 +217,12 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             expect(page.locator("#audience-count")).to_have_text(str(CONTACTS))
             expect(page.locator("#preview-message-1")).to_have_text("Bonjour Camille de Lyon !")
             expect(page.locator("#preview-message-2")).to_contain_text("Merci Camille")
-            page.fill("#window_value", str(WINDOW_SECONDS))
+            window = max(MIN_WINDOW_SECONDS, math.ceil(WINDOW_PER_SIGN_IN * timings["sign in"]))
+            page.fill("#window_value", str(window))
             page.select_option("#window_unit", label="seconds")
             shot(page, "05-new-campaign")
             page.click("#launch")
+            launched = time.monotonic()
             page.wait_for_url(f"{base}/campaigns/*")
             timings["create and launch"] = time.monotonic() - t0
 
@@ -231,6 +237,7 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             expect(open_rows.first).to_be_visible()  # window still open: the page says why
             expect(open_rows.first.locator("td").nth(2)).not_to_contain_text("+00:00")
             shot(page, "06-campaign-paused")
+            timings["launch to paused"] = time.monotonic() - launched
             page.click("[data-action=resume]")
             expect(status).not_to_have_text("paused")
             t0 = time.monotonic()
