@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from relance.config import Settings, get_settings, load_settings
 from relance.db import engine_for, session_factory
 from relance.migrate import upgrade
+from tests.support.stack import UNPACED
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -153,10 +154,7 @@ def _settings_for(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "DATABASE_URL": url,
         "RELANCE_DATA_DIR": str(tmp_path / "data"),
         "BROKER_URL": "memory://",
-        "SEND_DELAY_SECONDS": "0",
-        "BATCH_PAUSE_SECONDS": "0",
-        "MAX_SENDS_PER_SECOND": "0",
-        "DAILY_QUOTA": "0",
+        **UNPACED,
         "META_APP_SECRET": "test-app-secret",
     }
     for key, value in env.items():

@@ -11,13 +11,13 @@ import math
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_URL, REDIS_URL, require_server
+from tests.support.stack import relance_command
 
 FIGURES = {
     "fanout_recipients_per_s",
@@ -50,7 +50,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
     result = subprocess.run(
-        [sys.executable, "-m", "relance", "bench", "--quick", "--json", str(out)],
+        relance_command("bench", "--quick", "--json", str(out)),
         cwd=tmp_path,
         env={**env, "RELANCE_DATA_DIR": str(tmp_path / "data")},
         capture_output=True,

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from relance.config import load_settings
 from relance.processes import free_port
 from relance.runner import Stack, running_stack
 from tests.conftest import IN_CI
+from tests.support.stack import UNPACED, cli_api_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -53,10 +52,7 @@ FAST = {
     "BROKER_URL": "",
     "REDIS_URL": "",
     "RELANCE_PROVIDER": "simulator",
-    "SEND_DELAY_SECONDS": "0",
-    "BATCH_PAUSE_SECONDS": "0",
-    "MAX_SENDS_PER_SECOND": "0",
-    "DAILY_QUOTA": "0",
+    **UNPACED,
     "SIMULATOR_MIN_DELAY_SECONDS": "0.05",
     "SIMULATOR_MAX_DELAY_SECONDS": "0.5",
     "CHECK_EXPIRED_INTERVAL_SECONDS": "1",
@@ -107,22 +103,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                 print(f"--- {role}.log ---\n{log.read_text(errors='replace')[-4000:]}")
 
 
-def _api_key(stack: Stack) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "relance", "apikey", "create", "--name", "e2e-dashboard"],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
 def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
     from playwright.sync_api import Page, expect, sync_playwright
 
-    key = _api_key(stack)
+    key = cli_api_key(stack.env)
     base = stack.base_url
     csv_file = _contacts_csv(tmp_path / "contacts.csv")
     SHOTS.mkdir(parents=True, exist_ok=True)

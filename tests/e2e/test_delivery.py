@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from relance.processes import Process, Processes, free_port, wait_for_http, wait
 from relance.providers.meta_webhooks import message_payload, sign
 from tests.support.api import campaign_for_phones, wait_completed
 from tests.support.engine import phone
+from tests.support.stack import UNPACED, relance_command
 
 SECRET = "e2e-app-secret"
 
@@ -44,7 +44,7 @@ class Stack:
 
     def start(self, role: str, *args: str) -> Process:
         name = f"{role}-{len(self.processes.started)}"
-        command = [sys.executable, "-m", "relance", role, *args]
+        command = relance_command(role, *args)
         return self.processes.start(name, command, self.env, inherit_env=False)
 
     def start_api(self) -> httpx.Client:
@@ -85,10 +85,7 @@ def _env(
         "META_APP_SECRET": SECRET,
         "META_VERIFY_TOKEN": "e2e-verify-token",
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "SEND_DELAY_SECONDS": "0",
-        "BATCH_PAUSE_SECONDS": "0",
-        "MAX_SENDS_PER_SECOND": "0",
-        "DAILY_QUOTA": "0",
+        **UNPACED,
         "DISPATCH_INTERVAL_SECONDS": "1",
         "RECOVER_INTERVAL_SECONDS": "1",
         "CHECK_EXPIRED_INTERVAL_SECONDS": "1",

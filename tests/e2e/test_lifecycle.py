@@ -26,15 +26,13 @@ from relance.providers.simulator import reply_dropped, simulated_fate
 from relance.runner import running_stack
 from tests.support.api import campaign_for_phones, reply_lag, wait_completed
 from tests.support.engine import phone
+from tests.support.stack import UNPACED
 
 CONTACTS = 200
 MIN_WINDOW = 6
 WINDOW_PER_REPLY_LAG = 3  # the campaign under test has more webhooks in flight than the probe
 FAST = {
-    "SEND_DELAY_SECONDS": "0",
-    "BATCH_PAUSE_SECONDS": "0",
-    "MAX_SENDS_PER_SECOND": "0",
-    "DAILY_QUOTA": "0",
+    **UNPACED,
     "SIMULATOR_MIN_DELAY_SECONDS": "0.05",
     "SIMULATOR_MAX_DELAY_SECONDS": "0.5",
     "SIMULATOR_REPLY_RATE": "0.4",

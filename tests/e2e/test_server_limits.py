@@ -7,11 +7,8 @@ read after them, so the figure is what refusing the bodies cost, whatever start-
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ import httpx
 import pytest
 
 from relance.processes import Process, Processes, free_port, wait_for_http
+from tests.support.stack import cli_api_key, relance_command
 
 MB = 1024 * 1024
 HUGE = 300 * MB
@@ -38,10 +36,6 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _relance(*args: str) -> list[str]:
-    return [sys.executable, "-m", "relance", *args]
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     database_url = (
@@ -57,21 +51,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOG_LEVEL": "WARNING",
     }
-    created = subprocess.run(  # migrates the SQLite file too
-        _relance("apikey", "create", "--name", "limits"),
-        env={**os.environ, **env},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
+    key = cli_api_key(env, tmp_path)  # migrates the SQLite file too
     processes = Processes(tmp_path / "logs")
     try:
-        api = processes.start("api", _relance("api", "--port", str(port)), env, cwd=tmp_path)
+        api = processes.start("api", relance_command("api", "--port", str(port)), env, cwd=tmp_path)
         wait_for_http(f"http://127.0.0.1:{port}/health", 60, watch=[api])
-        yield Server(api, port, created.stdout.strip().splitlines()[-1])
+        yield Server(api, port, key)
     finally:
         processes.stop_all()
 

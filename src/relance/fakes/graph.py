@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, NamedTuple
 
 from relance.providers.meta_webhooks import sign, status_payload
@@ -227,12 +226,7 @@ class FakeGraph:
     def __enter__(self) -> FakeGraph:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
