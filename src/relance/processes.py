@@ -141,7 +141,8 @@ def start_process(
             list(args),
             env=full_env,
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
+            # In our group (``relance up``) it shares our terminal, stdin included.
+            stdin=subprocess.DEVNULL if own_group else None,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=own_group,
@@ -245,9 +246,6 @@ class Processes:
         process = start_process(name, args, env, self.log_dir, cwd, inherit_env)
         self.started.append(process)
         return process
-
-    def named(self, name: str) -> Process:
-        return next(p for p in self.started if p.name == name)
 
     def check_alive(self) -> None:
         for process in self.started:
