@@ -23,7 +23,7 @@ test: $(BIN)/relance
 lint: $(BIN)/relance
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests
 
 bench: $(BIN)/relance
 	$(BIN)/relance bench --json bench-report.json

@@ -4,6 +4,8 @@ PostgreSQL: ``TEST_DATABASE_URL`` (default the local ``test`` database's server)
 creates its own database, migrates it with Alembic, and drops it at the end.
 Redis: ``TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15).
 When ``CI`` is set, a missing server fails the run; elsewhere those tests skip, saying why.
+Tests under tests/integration are marked ``integration``, under tests/e2e ``e2e``
+(``pytest -m "not e2e"`` runs the rest).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from relance.config import Settings, get_settings, load_settings
 from relance.db import engine_for, session_factory
 from relance.migrate import upgrade
+from tests.support.stack import UNPACED
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -31,6 +34,18 @@ ALL_TABLES = (
     "inbound_events, messages, recipients, campaign_contacts, campaign_categories, "
     "campaigns, contact_categories, contacts, categories, api_keys, sender_pacing"
 )
+
+
+MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            folder = item.path.relative_to(here).parts[0]
+            if folder in MARKERS:
+                item.add_marker(MARKERS[folder])
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -139,10 +154,7 @@ def _settings_for(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "DATABASE_URL": url,
         "RELANCE_DATA_DIR": str(tmp_path / "data"),
         "BROKER_URL": "memory://",
-        "SEND_DELAY_SECONDS": "0",
-        "BATCH_PAUSE_SECONDS": "0",
-        "MAX_SENDS_PER_SECOND": "0",
-        "DAILY_QUOTA": "0",
+        **UNPACED,
         "META_APP_SECRET": "test-app-secret",
     }
     for key, value in env.items():

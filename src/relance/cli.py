@@ -110,8 +110,16 @@ def demo() -> None:
 def bench(ctx: typer.Context) -> None:
     """The benchmark harness of SPEC section 8; relance bench --help lists its options."""
     _settings()
-    from relance.bench import harness
-
+    try:
+        from relance.bench import harness
+    except ModuleNotFoundError as exc:
+        if exc.name != "psutil":
+            raise
+        typer.echo(
+            "relance bench needs psutil, an optional dependency: pip install 'relance[bench]'",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     raise typer.Exit(harness.main(ctx.args))
 
 

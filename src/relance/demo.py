@@ -21,7 +21,8 @@ from rich.table import Table
 from relance.auth import create_api_key
 from relance.config import Settings, load_settings
 from relance.db import session_scope
-from relance.runner import ChildExited, free_port, running_stack
+from relance.processes import free_port
+from relance.runner import ChildExited, running_stack
 
 CONTACTS = 100
 REPLY_WINDOW_SECONDS = 12

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from relance.config import Settings
 from relance.logs import configure_logging
+from relance.processes import Process, start_process, stop_together, wait_until
 
 STOP_GRACE_SECONDS = 15.0
 
@@ -31,7 +31,7 @@ class Stack:
     env: dict[str, str]
     host: str
     port: int
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, Process] = field(default_factory=dict)
     log_dir: str | None = None
 
     @property
@@ -45,49 +45,39 @@ class Stack:
             "beat": ["beat"],
         }
         for role, args in roles.items():
-            out = None
-            if self.log_dir:
-                out = open(os.path.join(self.log_dir, f"{role}.log"), "ab")  # noqa: SIM115
-            self.procs[role] = subprocess.Popen(
+            self.procs[role] = start_process(
+                role,
                 [sys.executable, "-m", "relance", *args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
+                self.env,
+                # Without a log directory the children write to our terminal.
+                Path(self.log_dir) if self.log_dir else None,
+                inherit_env=False,
+                # In our process group: a Ctrl-C in the terminal reaches every child.
+                own_group=False,
             )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the API answers /health (or a child dies, or time runs out)."""
         import httpx
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             self.check_alive()
             try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
-                    return
+                return httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"the API did not answer on {self.base_url} within {timeout:.0f} s")
+                return False
+
+        message = f"the API did not answer on {self.base_url} within {timeout:.0f} s"
+        wait_until(answers, timeout, "the API", error=lambda _: TimeoutError(message))
 
     def check_alive(self) -> None:
         for role, proc in self.procs.items():
-            code = proc.poll()
+            code = proc.returncode
             if code is not None:
                 raise ChildExited(role, code)
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in self.procs.values():
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                proc.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_together(self.procs.values(), grace)
 
 
 class ChildExited(RuntimeError):
@@ -95,12 +85,6 @@ class ChildExited(RuntimeError):
         super().__init__(f"the {role} process exited with code {code}")
         self.role = role
         self.code = code
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def stack_env(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from relance.processes import Processes
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/e2e/" in str(item.fspath):
-            item.add_marker(pytest.mark.e2e)
+
+@pytest.fixture
+def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Processes:
+    """The test's processes, logs under tmp_path/logs, all stopped even when it fails half-way."""
+    procs = Processes(tmp_path / "logs")
+    request.addfinalizer(procs.stop_all)
+    return procs

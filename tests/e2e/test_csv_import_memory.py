@@ -7,15 +7,13 @@ from /proc before and after the upload.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import Processes, free_port, wait_for_port
+from relance.processes import Processes, free_port, wait_for_port
+from tests.support.stack import cli_api_key, relance_command
 
 FILE_BYTES = 20 * 1024 * 1024
 MAX_GROWTH_BYTES = 100 * 1024 * 1024
@@ -24,30 +22,11 @@ MAX_GROWTH_BYTES = 100 * 1024 * 1024
 BAD_ROW = "x;y;z;" + "w" * 100 + "\n"
 
 
-@pytest.fixture
-def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Processes:
-    procs = Processes(tmp_path / "logs")
-    request.addfinalizer(procs.stop_all)
-    return procs
-
-
 def _peak_rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024  # kB
     raise AssertionError(f"no VmHWM in /proc/{pid}/status")
-
-
-def _relance(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "relance", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
 
 
 def test_a_large_file_of_bad_rows_keeps_the_api_process_bounded(
@@ -60,13 +39,11 @@ def test_a_large_file_of_bad_rows_keeps_the_api_process_bounded(
         "RELANCE_DATA_DIR": str(tmp_path / "data"),
         "LOG_LEVEL": "WARNING",
     }
-    full_env = {**os.environ, **env}
-    _relance(full_env, "migrate")
-    key = _relance(full_env, "apikey", "create", "--name", "memory").strip().splitlines()[-1]
+    key = cli_api_key(env)  # migrates the database first
     port = free_port()
     api = processes.start(
         "api",
-        [sys.executable, "-m", "relance", "api", "--host", "127.0.0.1", "--port", str(port)],
+        relance_command("api", "--host", "127.0.0.1", "--port", str(port)),
         env,
     )
     wait_for_port("127.0.0.1", port, watch=[api])

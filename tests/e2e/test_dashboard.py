@@ -11,10 +11,9 @@ README's picture) when that file is missing or ``UPDATE_DOCS_SCREENSHOT=1``.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from relance.config import load_settings
-from relance.runner import Stack, free_port, running_stack
+from relance.processes import free_port
+from relance.runner import Stack, running_stack
 from tests.conftest import IN_CI
-
-pytestmark = pytest.mark.e2e
+from tests.support.stack import UNPACED, cli_api_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -42,7 +41,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WINDOW_SECONDS = 10
+MIN_WINDOW_SECONDS = 10
+# The reply window must outlast launch -> pause -> reading why the campaign waits: one page
+# load and two actions, about half of what signing in takes (two page loads) on any machine.
+WINDOW_PER_SIGN_IN = 5
 CONTACTS = 20
 FAST = {
     # Embedded defaults: empty means SQLite and the filesystem broker under RELANCE_DATA_DIR.
@@ -50,10 +52,7 @@ FAST = {
     "BROKER_URL": "",
     "REDIS_URL": "",
     "RELANCE_PROVIDER": "simulator",
-    "SEND_DELAY_SECONDS": "0",
-    "BATCH_PAUSE_SECONDS": "0",
-    "MAX_SENDS_PER_SECOND": "0",
-    "DAILY_QUOTA": "0",
+    **UNPACED,
     "SIMULATOR_MIN_DELAY_SECONDS": "0.05",
     "SIMULATOR_MAX_DELAY_SECONDS": "0.5",
     "CHECK_EXPIRED_INTERVAL_SECONDS": "1",
@@ -104,22 +103,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                 print(f"--- {role}.log ---\n{log.read_text(errors='replace')[-4000:]}")
 
 
-def _api_key(stack: Stack) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "relance", "apikey", "create", "--name", "e2e-dashboard"],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
 def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
     from playwright.sync_api import Page, expect, sync_playwright
 
-    key = _api_key(stack)
+    key = cli_api_key(stack.env)
     base = stack.base_url
     csv_file = _contacts_csv(tmp_path / "contacts.csv")
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -214,10 +201,12 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             expect(page.locator("#audience-count")).to_have_text(str(CONTACTS))
             expect(page.locator("#preview-message-1")).to_have_text("Bonjour Camille de Lyon !")
             expect(page.locator("#preview-message-2")).to_contain_text("Merci Camille")
-            page.fill("#window_value", str(WINDOW_SECONDS))
+            window = max(MIN_WINDOW_SECONDS, math.ceil(WINDOW_PER_SIGN_IN * timings["sign in"]))
+            page.fill("#window_value", str(window))
             page.select_option("#window_unit", label="seconds")
             shot(page, "05-new-campaign")
             page.click("#launch")
+            launched = time.monotonic()
             page.wait_for_url(f"{base}/campaigns/*")
             timings["create and launch"] = time.monotonic() - t0
 
@@ -232,6 +221,7 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             expect(open_rows.first).to_be_visible()  # window still open: the page says why
             expect(open_rows.first.locator("td").nth(2)).not_to_contain_text("+00:00")
             shot(page, "06-campaign-paused")
+            timings["launch to paused"] = time.monotonic() - launched
             page.click("[data-action=resume]")
             expect(status).not_to_have_text("paused")
             t0 = time.monotonic()

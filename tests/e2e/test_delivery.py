@@ -1,7 +1,8 @@
 """Delivery guarantees with real processes on PostgreSQL + Redis (SPEC 3, issue on pacing).
 
 The provider is the Meta adapter talking to a local fake Cloud API that records every accepted
-send and posts ``sent`` status webhooks back, as Meta does.
+send and posts ``sent`` status webhooks back, as Meta does. No duration here is tuned to this
+machine: waits are on events, and a grace period follows from what the test measured.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,15 +18,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from relance.auth import create_api_key
 from relance.config import load_settings
 from relance.db import session_scope
+from relance.fakes.graph import FakeGraph
+from relance.models import Message
+from relance.processes import Process, Processes, free_port, wait_for_http, wait_until
 from relance.providers.meta_webhooks import message_payload, sign
-from tests.api_helpers import campaign_for_phones, wait_completed
+from tests.support.api import campaign_for_phones, wait_completed
 from tests.support.engine import phone
-from tests.support.fake_graph import FakeGraph
-from tests.support.processes import Process, Processes, free_port, wait_for_http, wait_until
+from tests.support.stack import UNPACED, relance_command
 
 SECRET = "e2e-app-secret"
 
@@ -40,7 +44,7 @@ class Stack:
 
     def start(self, role: str, *args: str) -> Process:
         name = f"{role}-{len(self.processes.started)}"
-        command = [sys.executable, "-m", "relance", role, *args]
+        command = relance_command(role, *args)
         return self.processes.start(name, command, self.env, inherit_env=False)
 
     def start_api(self) -> httpx.Client:
@@ -61,17 +65,9 @@ class Stack:
 
 
 @pytest.fixture
-def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Processes:
-    procs = Processes(tmp_path / "logs")
-    request.addfinalizer(procs.stop_all)
-    return procs
-
-
-@pytest.fixture
 def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph(app_secret=SECRET)
-    yield fake
-    fake.close()
+    with FakeGraph(app_secret=SECRET) as fake:
+        yield fake
 
 
 def _env(
@@ -89,10 +85,7 @@ def _env(
         "META_APP_SECRET": SECRET,
         "META_VERIFY_TOKEN": "e2e-verify-token",
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "SEND_DELAY_SECONDS": "0",
-        "BATCH_PAUSE_SECONDS": "0",
-        "MAX_SENDS_PER_SECOND": "0",
-        "DAILY_QUOTA": "0",
+        **UNPACED,
         "DISPATCH_INTERVAL_SECONDS": "1",
         "RECOVER_INTERVAL_SECONDS": "1",
         "CHECK_EXPIRED_INTERVAL_SECONDS": "1",
@@ -104,6 +97,16 @@ def _env(
 def _campaign(client: httpx.Client, first: int, n: int, message_2: str | None = None) -> int:
     phones = [phone(i) for i in range(first, first + n)]
     return campaign_for_phones(client, phones, f"c{first}", message_2=message_2)
+
+
+def _longest_sending_seconds(database_url: str, campaign_id: int) -> float:
+    with session_scope(load_settings(database_url=database_url)) as session:
+        spans = session.execute(
+            select(Message.claimed_at, Message.sent_at).where(
+                Message.campaign_id == campaign_id, Message.sent_at.is_not(None)
+            )
+        ).all()
+    return max((sent - claimed).total_seconds() for claimed, sent in spans if claimed and sent)
 
 
 def _each_accepted_once(graph: FakeGraph, n: int) -> None:
@@ -121,15 +124,7 @@ def test_worker_killed_mid_campaign_sends_each_message_once(
     and the provider accepted each message exactly once (webhooks match the in-flight ones)."""
     port = free_port()
     graph.delay = 0.004
-    env = _env(
-        tmp_path,
-        pg_url,
-        redis_url,
-        graph,
-        port,
-        SENDING_GRACE_SECONDS="3",
-        UNKNOWN_OUTCOME_POLICY="resend",
-    )
+    env = _env(tmp_path, pg_url, redis_url, graph, port, UNKNOWN_OUTCOME_POLICY="resend")
     graph.webhook_url = f"http://127.0.0.1:{port}/webhooks/meta"
     stack = Stack(processes, env, port)
     client = stack.start_api()
@@ -138,7 +133,15 @@ def test_worker_killed_mid_campaign_sends_each_message_once(
     assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
     stack.wait(lambda: len(graph.accepted) >= 300, 120, "300 sends")
     victim.kill()
+    # Everything the victim handed over is answered and its ``sent`` webhook applied before
+    # any recovery runs: only the claims that never reached the provider are left to resend.
+    stack.wait(graph.settled, 120, "the killed worker's sends to be reported by webhook")
     assert len(graph.accepted) < 1000, "the worker finished before it could be killed"
+    # A live worker's claim must never look abandoned: the grace outlasts, with room, the
+    # longest a message stayed ``sending`` (claim to answer or webhook) on this machine so far.
+    grace = max(3.0, 5 * _longest_sending_seconds(pg_url, cid))
+    stack.env = {**stack.env, "SENDING_GRACE_SECONDS": f"{grace:.1f}"}
+    print(f"sending grace {grace:.1f} s")
     stack.start("worker", "--concurrency", "2")
     stack.start("beat")
     stats = wait_completed(client, cid, 180, watch=stack.running())
@@ -171,7 +174,12 @@ def test_pacing_holds_across_workers_and_message_2_overtakes(
     tmp_path: Path, pg_url: str, redis_url: str, graph: FakeGraph, processes: Processes
 ) -> None:
     """Two workers, two campaigns, one sender: sends are >= SEND_DELAY apart, each batch is
-    followed by its pause, and a reply's Message 2 goes before the waiting Message 1s."""
+    followed by its pause, and a reply's Message 2 goes before the waiting Message 1s.
+
+    Sends are timed where the workers act on the shared limiter's slots (``claimed_at``), not
+    where the fake receives them: the HTTP hop in between varied by 100 ms on a loaded machine.
+    A worker acting on its slot may still wake late: by up to twice what a sleeping thread of
+    this test was seen to (the worker's threads are busier than that idle one)."""
     port = free_port()
     delay, batch, pause = 0.1, 8, 0.6
     env = _env(
@@ -192,23 +200,61 @@ def test_pacing_holds_across_workers_and_message_2_overtakes(
     stack.start("worker", "--concurrency", "2")
     stack.start("worker", "--concurrency", "2")
     stack.start("beat")
-    assert client.post(f"/api/campaigns/{first}/launch").status_code == 200
-    assert client.post(f"/api/campaigns/{second}/launch").status_code == 200
-    stack.wait(lambda: len(graph.accepted) >= 3, 60, "the first sends")
-    replier = graph.accepted[0]
-    _reply(client, replier.to, replier.wamid)
-    stack.wait(lambda: len(graph.accepted) >= 40 + 1, 120, "every send")
-    processes.stop_all()
-    times = sorted(a.at for a in graph.accepted)
+    with Lateness() as lateness:
+        assert client.post(f"/api/campaigns/{first}/launch").status_code == 200
+        assert client.post(f"/api/campaigns/{second}/launch").status_code == 200
+        stack.wait(lambda: len(graph.accepted) >= 3, 60, "the first sends")
+        replier = graph.accepted[0]
+        _reply(client, replier.to, replier.wamid)
+        replied = time.time()  # the Message 2 is committed: every claim from now sees it
+        stack.wait(lambda: len(_claims(pg_url)) == 40 + 1, 120, "every message sent")
+        processes.stop_all()
+    claims = _claims(pg_url)
+    assert len(graph.accepted) == len(claims)
+    times = sorted(at for at, _ in claims)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    jitter = 0.03  # HTTP transport between the worker's paced slot and the fake's clock
-    assert min(gaps) >= delay - jitter, gaps
-    long_gaps = sum(1 for g in gaps if g >= pause - jitter)
-    assert long_gaps >= len(times) // batch - 1, gaps
-    order = [a for a in sorted(graph.accepted, key=lambda a: a.at)]
-    m2_index = next(i for i, a in enumerate(order) if a.text == "Merci !")
-    m1_after = sum(1 for a in order[m2_index:] if a.text != "Merci !")
-    assert m1_after > 10, "the Message 2 should overtake the Message 1s still waiting"
+    slack = 2 * lateness.worst
+    print(f"slack for a late wake-up {slack * 1000:.0f} ms, shortest gap {min(gaps):.3f} s")
+    assert min(gaps) >= delay - slack, (slack, gaps)
+    long_gaps = sum(1 for g in gaps if g >= pause - slack)
+    assert long_gaps >= len(times) // batch - 1, (slack, gaps)
+    [m2_claimed] = [at for at, kind in claims if kind == "message_2"]
+    waiting = [at for at, kind in claims if kind == "message_1" and at > replied]
+    assert waiting, "the reply landed after every Message 1 had gone: nothing to overtake"
+    assert m2_claimed <= min(waiting), "the Message 2 should overtake the waiting Message 1s"
+
+
+class Lateness(threading.Thread):
+    """How late a sleeping thread of this machine wakes up, at worst, while it runs."""
+
+    def __init__(self, tick: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.tick = tick
+        self.worst = 0.0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            started = time.perf_counter()
+            time.sleep(self.tick)
+            self.worst = max(self.worst, time.perf_counter() - started - self.tick)
+
+    def __enter__(self) -> Lateness:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _claims(database_url: str) -> list[tuple[float, str]]:
+    """When each sent message was claimed (its worker acting on its slot), and its kind."""
+    with session_scope(load_settings(database_url=database_url)) as session:
+        rows = session.execute(
+            select(Message.claimed_at, Message.kind).where(Message.sent_at.is_not(None))
+        ).all()
+    return [(claimed.timestamp(), kind) for claimed, kind in rows if claimed]
 
 
 def _reply(client: httpx.Client, to_digits: str, context_wamid: str) -> None:

@@ -7,11 +7,8 @@ read after them, so the figure is what refusing the bodies cost, whatever start-
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import Process, Processes, free_port, wait_for_http
+from relance.processes import Process, Processes, free_port, wait_for_http
+from tests.support.stack import cli_api_key, relance_command
 
 MB = 1024 * 1024
 HUGE = 300 * MB
@@ -38,10 +36,6 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _relance(*args: str) -> list[str]:
-    return [sys.executable, "-m", "relance", *args]
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     database_url = (
@@ -57,21 +51,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOG_LEVEL": "WARNING",
     }
-    created = subprocess.run(  # migrates the SQLite file too
-        _relance("apikey", "create", "--name", "limits"),
-        env={**os.environ, **env},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
+    key = cli_api_key(env, tmp_path)  # migrates the SQLite file too
     processes = Processes(tmp_path / "logs")
     try:
-        api = processes.start("api", _relance("api", "--port", str(port)), env, cwd=tmp_path)
+        api = processes.start("api", relance_command("api", "--port", str(port)), env, cwd=tmp_path)
         wait_for_http(f"http://127.0.0.1:{port}/health", 60, watch=[api])
-        yield Server(api, port, created.stdout.strip().splitlines()[-1])
+        yield Server(api, port, key)
     finally:
         processes.stop_all()
 
@@ -117,7 +102,6 @@ def raw_post(
     return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1") else None
 
 
-@pytest.mark.e2e
 def test_refusing_300_mb_bodies_costs_the_server_little_memory(server: Server) -> None:
     pid = server.process.pid
     before_kb = _status_kb(pid, "VmRSS")
@@ -133,7 +117,7 @@ def test_refusing_300_mb_bodies_costs_the_server_little_memory(server: Server) -
     }
     growth_mb = (_status_kb(pid, "VmHWM") - before_kb) / 1024
     server.process.check_alive()
-    expected = {
+    expected: dict[str, set[int | None]] = {
         "no key, declared": {401},
         "no key, chunked import": {401},
         "webhook, declared": {413},
@@ -149,7 +133,6 @@ def test_refusing_300_mb_bodies_costs_the_server_little_memory(server: Server) -
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
 
 
-@pytest.mark.e2e
 def test_a_write_is_readable_as_soon_as_its_answer_arrives(server: Server) -> None:
     """Read-your-writes: the transaction commits before the response leaves (300 times)."""
     missing = []
@@ -188,7 +171,6 @@ def _get_in_pieces(port: int, target: str, key: str) -> tuple[int, bytes]:
     return status, answer.split(b"\r\n\r\n", 1)[1]
 
 
-@pytest.mark.e2e
 def test_two_lists_of_500_ids_fit_and_501_is_a_documented_422(server: Server) -> None:
     def target(categories: int, contacts: int) -> str:
         query = "&".join(

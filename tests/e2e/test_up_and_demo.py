@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import psutil
 
-from tests.support.processes import free_port, wait_until
+from relance.processes import free_port, wait_until
+from tests.support.stack import cli_api_key, relance_command
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:
@@ -31,7 +31,7 @@ def test_relance_up_runs_a_campaign_and_stops_cleanly(tmp_path: Path) -> None:
     }
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
-        [sys.executable, "-m", "relance", "up", "--port", str(port)],
+        relance_command("up", "--port", str(port)),
         cwd=tmp_path,
         env=env,
         stdout=log,
@@ -49,19 +49,7 @@ def test_relance_up_runs_a_campaign_and_stops_cleanly(tmp_path: Path) -> None:
 
         wait_until(healthy, 60, "relance up to answer /health")
         assert (tmp_path / ".relance" / "relance.db").exists()
-        key = (
-            subprocess.run(
-                [sys.executable, "-m", "relance", "apikey", "create", "--name", "t"],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        key = cli_api_key(env, tmp_path, inherit_env=False)
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         contact = api.post("/api/contacts", json={"phone": "06 12 34 56 78", "first_name": "Ada"})
         assert contact.status_code == 201, contact.text
@@ -100,7 +88,7 @@ def test_relance_demo_exits_0_and_reruns(tmp_path: Path) -> None:
     """The README's first command: the demo campaign completes by itself, twice in a row."""
     for _ in range(2):
         proc = subprocess.run(
-            [sys.executable, "-m", "relance", "demo"],
+            relance_command("demo"),
             cwd=tmp_path,
             env=_clean_env(tmp_path),
             capture_output=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,25 +13,12 @@ from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import start_due_scheduled
 from relance.config import Settings
 from relance.db import get_engine, session_scope
-from relance.deps import get_followups
 from relance.models import Campaign, Contact, utcnow
 from relance.providers.base import PermanentError
-from tests.api_helpers import api_client, row_counts
+from tests.support.api import api_client, row_counts
 from tests.support.engine import FakeProvider, make_campaign, phone, run_dispatch, seed_contacts
 
 TABLES = ("campaigns", "campaign_categories", "campaign_contacts", "recipients", "messages")
-
-
-@pytest.fixture
-def followups() -> RecordingFollowups:
-    return RecordingFollowups()
-
-
-@pytest.fixture
-def client(settings: Settings, followups: RecordingFollowups) -> Iterator[TestClient]:
-    c = api_client(settings)
-    c.app.dependency_overrides[get_followups] = lambda: followups  # type: ignore[attr-defined]
-    yield c
 
 
 @pytest.fixture

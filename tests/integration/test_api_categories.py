@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,15 +11,9 @@ from fastapi.testclient import TestClient
 from relance.config import Settings
 from relance.db import session_scope
 from relance.models import Campaign, utcnow
-from tests.api_helpers import api_client, row_counts
+from tests.support.api import row_counts
 
 TABLES = ("contacts", "contact_categories", "categories")
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with api_client(settings) as c:
-        yield c
 
 
 def _category(client: TestClient, name: str, description: str = "") -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ from relance.db import session_scope
 from relance.deps import get_followups
 from relance.models import Base, Campaign, Contact, InboundEvent, Message, Recipient, utcnow
 from relance.providers.base import PermanentError
-from tests.api_helpers import api_client, row_counts
 from tests.integration.test_webhooks_api import (
     message_body,
     post_meta,
@@ -27,6 +25,7 @@ from tests.integration.test_webhooks_api import (
     statuses_body,
     use_provider,
 )
+from tests.support.api import api_client, row_counts
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
@@ -38,12 +37,6 @@ from tests.support.engine import (
 from tests.support.engine import phone as nth_phone
 
 TABLES = ("contacts", "contact_categories", "categories")
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with api_client(settings) as c:
-        yield c
 
 
 def _category(client: TestClient, name: str) -> int:

@@ -433,7 +433,7 @@ def test_deleting_a_contact_a_launch_is_adding_waits_for_it_then_refuses(
     from relance.contacts.service import delete_contact
     from relance.db import session_factory
     from relance.errors import Conflict
-    from tests.support.processes import wait_until
+    from relance.processes import wait_until
 
     settings = pg_settings
     with session_scope(settings) as session:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,10 @@ from relance.config import Settings
 from relance.contacts.csv_import import import_contacts
 from relance.contacts.schemas import MAX_REJECTED_LISTED
 from relance.errors import Invalid
-from tests.api_helpers import api_client, row_counts
+from tests.support.api import api_client, row_counts
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "contacts_import.csv"
 TABLES = ("contacts", "contact_categories", "categories")
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with api_client(settings) as c:
-        yield c
 
 
 def _import(

@@ -196,9 +196,7 @@ def test_opted_out_contacts_are_skipped_and_counted(settings: Settings) -> None:
     with session_scope(settings) as session:
         cat = seed_contacts(session, 4)
         session.execute(
-            Contact.__table__.update()
-            .where(Contact.phone == phone(1))
-            .values(opted_out_at=utcnow())
+            update(Contact).where(Contact.phone == phone(1)).values(opted_out_at=utcnow())
         )
         cid = make_campaign(session, [cat])
     with session_scope(settings) as session:
@@ -217,7 +215,7 @@ def test_launch_needs_a_contact_that_has_not_opted_out(settings: Settings) -> No
         stopped = seed_contacts(session, 3, category="stopped")
         other = seed_contacts(session, 2, category="other", start=3)
         session.execute(
-            Contact.__table__.update()
+            update(Contact)
             .where(Contact.phone.in_([phone(i) for i in range(4)]))
             .values(opted_out_at=utcnow())
         )
@@ -258,7 +256,7 @@ def test_a_launch_whose_fan_out_gives_no_recipient_is_refused(
 
     with session_scope(settings) as session:
         cid = make_campaign(session, [seed_contacts(session, 2)])
-        session.execute(Contact.__table__.update().values(opted_out_at=utcnow()))
+        session.execute(update(Contact).values(opted_out_at=utcnow()))
     monkeypatch.setattr(repository, "has_reachable_contact", lambda *_: True)  # the race
     followups = RecordingFollowups()
     with pytest.raises(Invalid, match="audience is empty"), session_scope(settings) as session:
@@ -292,14 +290,12 @@ def test_scheduled_campaigns_are_checked_again_when_they_start(settings: Setting
     # After scheduling: the first audience opts out, a contact of the other gets a long bio.
     with session_scope(settings) as session:
         session.execute(
-            Contact.__table__.update()
+            update(Contact)
             .where(Contact.phone.in_([phone(i) for i in range(3)]))
             .values(opted_out_at=utcnow())
         )
         session.execute(
-            Contact.__table__.update()
-            .where(Contact.phone == phone(4))
-            .values(attributes={"bio": "b" * 5000})
+            update(Contact).where(Contact.phone == phone(4)).values(attributes={"bio": "b" * 5000})
         )
         bio_contact = session.scalar(select(Contact.id).where(Contact.phone == phone(4)))
     with session_scope(settings) as session:
@@ -368,7 +364,7 @@ def test_status_check_reads_counters(settings: Settings) -> None:
 
 def test_opting_out_through_the_api_path_ends_open_recipients(settings: Settings) -> None:
     from relance.models import Contact
-    from tests.api_helpers import api_client
+    from tests.support.api import api_client
 
     cid, followups = _launch(settings, 3)
     with session_scope(settings) as session:
@@ -425,9 +421,7 @@ def test_safety_net_repairs_drift_and_completes(settings: Settings) -> None:
     cid, followups = _launch(settings, 3, message_2=None)
     with session_scope(settings) as session:
         # Simulate drift: the counters claim one recipient is still queued.
-        session.execute(
-            Campaign.__table__.update().where(Campaign.id == cid).values(n_queued=1, n_done=-1)
-        )
+        session.execute(update(Campaign).where(Campaign.id == cid).values(n_queued=1, n_done=-1))
     run_dispatch(settings, FakeProvider(), followups)
     assert campaign_row(settings, cid).status == "sending"
     checks = RecordingFollowups()

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from relance.config import Settings, get_settings, load_settings
 from relance.db import session_scope
-from tests.api_helpers import api_client
+from tests.support.api import api_client
 from tests.support.engine import make_campaign, seed_contacts
 
 

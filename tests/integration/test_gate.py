@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from relance.api import create_app
 from relance.config import Settings, get_settings, load_settings
 from relance.gate import API_KEY_COOKIE
-from tests.api_helpers import new_api_key, row_counts
+from tests.support.api import new_api_key, row_counts
 
 BODY_CAP = 4096
 IMPORT_CAP = 16384

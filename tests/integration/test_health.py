@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from relance import health
 from relance.api import create_app
 from relance.config import Settings, get_settings, load_settings
-from tests.api_helpers import new_api_key
+from tests.support.api import new_api_key
 
 
 @pytest.fixture

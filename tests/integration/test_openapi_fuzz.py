@@ -20,7 +20,7 @@ from relance.api import create_app
 from relance.config import Settings, get_settings, load_settings
 from relance.db import session_scope
 from relance.models import Campaign
-from tests.api_helpers import new_api_key
+from tests.support.api import new_api_key
 from tests.support.engine import make_campaign, seed_contacts
 
 CHECKS = [

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import httpx
@@ -15,21 +14,17 @@ from relance.config import Settings
 from relance.providers.base import (
     OutboundMessage,
     PermanentError,
-    ProviderError,
     RateLimited,
     RetryableError,
 )
 from relance.providers.meta import SPAM_BACKOFF_SECONDS, MetaProvider
-from tests.fakes.http_server import FakeHttpServer, FakeResponse
+from tests.support.http_server import FakeHttpServer, FakeResponse
+from tests.support.providers import TEXT, recorded, send_expecting
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "meta"
 PHONE_NUMBER_ID = "106540352242922"
 TOKEN = "EAAG-test-token"
 WAMID = "wamid.HBgLMzM2MTIzNDU2NzgVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = partial(recorded, "meta")
 
 
 def graph_error(code: int, message: str = "error", **extra: Any) -> dict[str, Any]:
@@ -46,35 +41,11 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(**(values | overrides))
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[FakeHttpServer]:
-    with FakeHttpServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server(running_server: FakeHttpServer) -> FakeHttpServer:
-    running_server.reset()
-    return running_server
-
-
 @pytest.fixture
 def provider(server: FakeHttpServer) -> Iterator[MetaProvider]:
     meta = MetaProvider(settings_for(server.url))
     yield meta
     meta.close()
-
-
-TEXT = OutboundMessage(message_id=42, to="+33612345678", text="Bonjour Ana")
-
-
-def send_expecting(
-    provider: MetaProvider, server: FakeHttpServer, response: FakeResponse
-) -> ProviderError:
-    server.respond(response)
-    with pytest.raises(ProviderError) as caught:
-        provider.send(TEXT)
-    return caught.value
 
 
 def test_text_message_request_and_parsed_wamid(

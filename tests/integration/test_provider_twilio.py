@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
 from relance.config import Settings
 from relance.providers.base import (
-    OutboundMessage,
     PermanentError,
-    ProviderError,
     RateLimited,
     RetryableError,
 )
 from relance.providers.twilio import TwilioProvider
-from tests.fakes.http_server import FakeHttpServer, FakeResponse
+from tests.support.http_server import FakeHttpServer, FakeResponse
+from tests.support.providers import TEXT, recorded, send_expecting
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "twilio"
 SID = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "twilio-test-token"
 PUBLIC_URL = "https://relance.example.com"
-TEXT = OutboundMessage(message_id=42, to="+33612345678", text="Bonjour Ana")
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = partial(recorded, "twilio")
 
 
 def twilio_error(code: int, status: int, message: str = "error") -> dict[str, Any]:
@@ -48,32 +41,11 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(**(values | overrides))
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[FakeHttpServer]:
-    with FakeHttpServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server(running_server: FakeHttpServer) -> FakeHttpServer:
-    running_server.reset()
-    return running_server
-
-
 @pytest.fixture
 def provider(server: FakeHttpServer) -> Iterator[TwilioProvider]:
     twilio = TwilioProvider(settings_for(server.url))
     yield twilio
     twilio.close()
-
-
-def send_expecting(
-    provider: TwilioProvider, server: FakeHttpServer, response: FakeResponse
-) -> ProviderError:
-    server.respond(response)
-    with pytest.raises(ProviderError) as caught:
-        provider.send(TEXT)
-    return caught.value
 
 
 def test_send_request_and_parsed_sid(provider: TwilioProvider, server: FakeHttpServer) -> None:

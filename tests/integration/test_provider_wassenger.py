@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,20 +12,15 @@ from relance.config import Settings
 from relance.providers.base import (
     OutboundMessage,
     PermanentError,
-    ProviderError,
     RateLimited,
     RetryableError,
 )
 from relance.providers.wassenger import WassengerProvider
-from tests.fakes.http_server import FakeHttpServer, FakeResponse
+from tests.support.http_server import FakeHttpServer, FakeResponse
+from tests.support.providers import TEXT, recorded, send_expecting
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "wassenger"
 API_KEY = "wassenger-test-key"
-TEXT = OutboundMessage(message_id=42, to="+33612345678", text="Bonjour Ana")
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = partial(recorded, "wassenger")
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
@@ -34,32 +28,11 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(**(values | overrides))
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[FakeHttpServer]:
-    with FakeHttpServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server(running_server: FakeHttpServer) -> FakeHttpServer:
-    running_server.reset()
-    return running_server
-
-
 @pytest.fixture
 def provider(server: FakeHttpServer) -> Iterator[WassengerProvider]:
     wassenger = WassengerProvider(settings_for(server.url))
     yield wassenger
     wassenger.close()
-
-
-def send_expecting(
-    provider: WassengerProvider, server: FakeHttpServer, response: FakeResponse
-) -> ProviderError:
-    server.respond(response)
-    with pytest.raises(ProviderError) as caught:
-        provider.send(TEXT)
-    return caught.value
 
 
 def test_send_request_and_parsed_id(provider: WassengerProvider, server: FakeHttpServer) -> None:

@@ -16,7 +16,7 @@ from relance.db import session_scope
 from relance.deps import get_followups
 from relance.gate import API_KEY_COOKIE
 from relance.models import Contact
-from tests.api_helpers import new_api_key
+from tests.support.api import new_api_key
 from tests.support.engine import FakeProvider, make_campaign, run_dispatch, seed_contacts
 
 PAGES = ("/", "/campaigns/new", "/contacts")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,18 +22,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from relance.campaigns import inbound, sweeps
+from relance.campaigns import answers, inbound, sweeps
 from relance.campaigns.dispatch import claim
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import launch_campaign
 from relance.campaigns.outcomes import apply_status
 from relance.config import SIMULATOR_APP_SECRET, Settings, get_settings
 from relance.db import session_scope
-from relance.deps import get_followups
 from relance.models import Contact, InboundEvent, Message, Recipient, utcnow
 from relance.providers.meta_webhooks import sign
 from relance.providers.twilio_webhooks import twilio_signature
-from tests.api_helpers import api_client, row_counts
+from tests.support.api import row_counts
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
@@ -90,18 +88,6 @@ class Sent:
     provider_message_id: str
     phone: str
     recipient_id: int
-
-
-@pytest.fixture
-def followups() -> RecordingFollowups:
-    return RecordingFollowups()
-
-
-@pytest.fixture
-def client(settings: Settings, followups: RecordingFollowups) -> Iterator[TestClient]:
-    c = api_client(settings)
-    c.app.dependency_overrides[get_followups] = lambda: followups  # type: ignore[attr-defined]
-    yield c
 
 
 def launch(
@@ -1055,7 +1041,7 @@ def test_an_event_the_database_refuses_is_stored_rejected_and_the_rest_is_applie
 ) -> None:
     cid, sent = launch_and_send(settings, 4)
     target, first, refused, last = sent
-    real = inbound.record_interaction
+    real = answers.record_interaction  # what inbound calls
 
     def refused_by_the_database(
         session: Any, settings_: Settings, followups_: Any, from_phone: str, *args: Any

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -48,9 +49,8 @@ def test_with_a_real_provider_the_simulator_route_does_not_exist(provider: str) 
 
 def test_meta_never_accepts_the_simulator_secret_even_if_start_up_was_bypassed() -> None:
     # Start-up refuses this configuration; the webhook check does not rely on that alone.
-    settings = Settings.model_construct(
-        **{**REAL["meta"], "meta_app_secret": SIMULATOR_APP_SECRET}, provider="meta"
-    )
+    values: dict[str, Any] = {**REAL["meta"], "meta_app_secret": SIMULATOR_APP_SECRET}
+    settings = Settings.model_construct(**values, provider="meta")
 
     with pytest.raises(WebhookRejected) as refused:
         verify_and_parse("meta", settings, SIGNED_BY_THE_SIMULATOR, BODY, "")

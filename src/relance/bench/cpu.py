@@ -2,13 +2,15 @@
 
 It tells which process saturates when a figure misses its target: the worker or the API
 (one Python process each, so 100 % per process at most without threads in C), PostgreSQL,
-Redis, the fake Graph server, or the bench itself (posting the load).
+Redis, the fake Graph server, or the bench itself (posting the load). ``tree_rss``: the memory
+of a process tree (the worker and its pool).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -22,7 +24,12 @@ def _seconds(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def _tree_seconds(pid: int) -> float:
+def _rss(proc: psutil.Process) -> float:
+    return float(proc.memory_info().rss)
+
+
+def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """``measure`` summed over a process and all its children (0 for a process gone)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -31,8 +38,13 @@ def _tree_seconds(pid: int) -> float:
     total = 0.0
     for proc in procs:
         with contextlib.suppress(psutil.Error):
-            total += _seconds(proc)
+            total += measure(proc)
     return total
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its children, in bytes."""
+    return int(_tree_sum(pid, _rss))
 
 
 def _ours(title: str, database: str) -> bool:
@@ -42,7 +54,7 @@ def _ours(title: str, database: str) -> bool:
 
 
 def snapshot(env: BenchEnv) -> dict[str, float]:
-    out = {name: _tree_seconds(proc.pid) for name, proc in env.procs.items() if proc.alive()}
+    out = {name: _tree_sum(proc.pid, _seconds) for name, proc in env.procs.items() if proc.alive()}
     out["bench"] = _seconds(psutil.Process())
     database = env.database_url.rsplit("/", 1)[-1]
     for proc in psutil.process_iter(["name", "cmdline"]):

@@ -17,13 +17,14 @@ from sqlalchemy import func, select, text
 
 from relance.bench import cpu
 from relance.bench.env import BenchEnv
-from relance.bench.procs import BenchError, Proc
+from relance.bench.errors import BenchError
 from relance.bench.report import Figure, Report
 from relance.bench.seed import campaign_value, make_campaign, make_category
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import launch_campaign
 from relance.db import session_scope
 from relance.models import Message
+from relance.processes import Process
 
 DISPATCH_TARGET = 1000.0
 STALL_SECONDS = 60.0
@@ -35,7 +36,7 @@ MB = 1024 * 1024
 class RssSampler(threading.Thread):
     """Samples the worker tree's resident memory every ``interval`` seconds."""
 
-    def __init__(self, proc: Proc, interval: float = 0.2) -> None:
+    def __init__(self, proc: Process, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.proc = proc
         self.interval = interval
@@ -44,7 +45,7 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.samples.append((time.perf_counter(), self.proc.tree_rss()))
+            self.samples.append((time.perf_counter(), cpu.tree_rss(self.proc.pid)))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
@@ -75,7 +76,7 @@ def dispatch(env: BenchEnv, report: Report, messages: int) -> int:
         launch_campaign(session, settings, RecordingFollowups(), campaign_id)
     worker = env.procs["worker"]
     sampler = RssSampler(worker)
-    rss_before = worker.tree_rss()
+    rss_before = cpu.tree_rss(worker.pid)
     time.sleep(1.2)  # PostgreSQL publishes a backend's statistics at most once a second
     before = _db_stats(env)
     graph_before = int(env.graph_stats()["sent"])

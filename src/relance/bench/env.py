@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -25,9 +26,12 @@ import httpx
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from relance.bench.procs import BenchError, Proc, free_port, port_open, wait_until
+from relance.bench.errors import BenchError
 from relance.bench.redis_db import ClaimedRedis
+from relance.bench.seed import M2_MARKER
 from relance.config import Settings, get_settings, load_settings
+from relance.fakes.graph import STATS_PATH
+from relance.processes import Process, Processes, free_port, wait_for_port
 
 DEFAULT_PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 APP_SECRET = "relance-bench-secret"
@@ -63,7 +67,9 @@ class BenchEnv:
         stack.callback(shutil.rmtree, self.tmp, True)
         self.logs = self.tmp / "logs"
         self.logs.mkdir()
-        self.procs: dict[str, Proc] = {}
+        # SIGTERM to each leader alone (a warm shutdown: Celery finishes its tasks), then
+        # SIGKILL to its group; a Ctrl-C in the terminal reaches the bench, which stops them.
+        self.processes = Processes(self.logs, grace=15.0, terminate_group=False)
         self.graph_port = free_port()
         self.api_port = free_port()
         self.redis_url = ""
@@ -230,18 +236,22 @@ class BenchEnv:
 
     # Subprocesses ----------------------------------------------------------------------------
 
-    def start(self, name: str, *args: str) -> Proc:
-        proc = Proc(name, ["-m", *args], self.env, self.logs)
-        self.procs[name] = proc
-        self.stack.callback(proc.stop)
-        return proc
+    @property
+    def procs(self) -> dict[str, Process]:
+        return {p.name: p for p in self.processes.started}
+
+    def start(self, name: str, *args: str) -> Process:
+        if not self.processes.started:  # stopped before the database and broker go
+            self.stack.callback(self.processes.stop_all)
+        return self.processes.start(name, [sys.executable, "-m", *args], self.env)
 
     def start_graph(self) -> None:
-        proc = self.start("fake-graph", "relance.bench.fake_graph", str(self.graph_port))
-        wait_until(lambda: port_open(self.graph_port) or not proc.alive(), 15, "the fake Graph")
-        proc.check_alive()
+        proc = self.start(
+            "fake-graph", "relance.fakes.graph", str(self.graph_port), "--mark", M2_MARKER
+        )
+        wait_for_port("127.0.0.1", self.graph_port, 15, watch=[proc], error=BenchError)
 
-    def start_worker(self) -> Proc:
+    def start_worker(self) -> Process:
         return self.start(
             "worker",
             "relance",
@@ -253,8 +263,7 @@ class BenchEnv:
 
     def start_api(self) -> str:
         proc = self.start("api", "relance", "api", "--port", str(self.api_port))
-        wait_until(lambda: port_open(self.api_port) or not proc.alive(), 60, "relance api")
-        proc.check_alive()
+        wait_for_port("127.0.0.1", self.api_port, 60, watch=[proc], error=BenchError)
         return f"http://127.0.0.1:{self.api_port}"
 
     @property
@@ -262,17 +271,16 @@ class BenchEnv:
         return f"http://127.0.0.1:{self.graph_port}"
 
     def graph_stats(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.graph_url}/_bench/stats", timeout=10)
+        response = httpx.get(f"{self.graph_url}{STATS_PATH}", timeout=10)
         response.raise_for_status()
         stats: dict[str, Any] = response.json()
         return stats
 
     def check_alive(self) -> None:
-        for proc in self.procs.values():
-            proc.check_alive()
+        self.processes.check_alive()
 
     def logs_tail(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs.values())
+        return self.processes.logs(30)
 
 
 def sleep_until(deadline: float) -> None:

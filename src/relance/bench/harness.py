@@ -42,10 +42,11 @@ from rich.console import Console
 
 from relance.bench import dispatch, fanout, latency, limits, webhooks
 from relance.bench.env import BenchEnv, Options
-from relance.bench.procs import BenchError
+from relance.bench.errors import BenchError
 from relance.bench.report import FIGURE_NAMES, Figure, Report, code_version, machine_info
 from relance.bench.seed import clear_campaigns, seed_contacts
 from relance.logs import configure_logging
+from relance.processes import ProcessDied
 
 QUICK = {"recipients": 100_000, "messages": 5_000, "replies": 100, "campaigns": 60}
 FULL_MESSAGES = 50_000
@@ -204,7 +205,7 @@ def main(args: list[str]) -> int:
                 env = BenchEnv(opts, stack)
                 configure_logging(env.settings.log_level, env.settings.log_json)
                 Run(env, report, console).all()
-            except BenchError as exc:
+            except (BenchError, ProcessDied) as exc:
                 report.errors.append(str(exc))
                 console.print(f"[red]bench failed:[/red] {exc}")
                 if env is not None:

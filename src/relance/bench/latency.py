@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from relance.bench import cpu
 from relance.bench.env import BenchEnv, sleep_until
-from relance.bench.procs import BenchError, wait_until
+from relance.bench.errors import BenchError
 from relance.bench.report import Figure, Report, percentile
 from relance.bench.seed import M2_TEXT, make_campaign
 from relance.bench.webhooks import reply_body, sent_messages
@@ -31,8 +31,10 @@ from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import launch_campaign
 from relance.db import session_scope
 from relance.models import Campaign, Contact, Message, Recipient
+from relance.processes import wait_until
 
 LATENCY_TARGET_S = 1.0
+COMPLETE = "the small campaigns to complete"
 EXPIRY_WINDOW_S = 8
 FINAL_STAMPS = (
     "message_2_sent_at",
@@ -74,12 +76,12 @@ def reply_to_m2(
 
     def arrived() -> bool:
         env.check_alive()
-        m2 = env.graph_stats()["m2"]
+        m2 = env.graph_stats()["marked"]
         return all(d in m2 for d in posted)
 
-    wait_until(arrived, 60, "every Message 2 to reach the fake Graph server", poll=0.1)
+    wait_until(arrived, 60, "every Message 2 to reach the fake Graph server", 0.1, error=BenchError)
     cpu_used = cpu.utilisation(cpu_before, cpu.snapshot(env))
-    m2 = env.graph_stats()["m2"]
+    m2 = env.graph_stats()["marked"]
     latencies = [float(m2[d]) - t for d, t in posted.items()]
     p99 = percentile(latencies, 99)
     segments = _m2_segments(env, campaign_id, posted, m2)
@@ -175,7 +177,13 @@ def completion_lag(
             launch_campaign(session, settings, RecordingFollowups(), campaign_id)
     for _ in range(env.opts.workers):
         env.send_task("relance.send_campaign_messages")
-    wait_until(lambda: _sum_sent(env, ids) >= 2 * count, 120, "Message 1 of the small campaigns")
+    wait_until(
+        lambda: _sum_sent(env, ids) >= 2 * count,
+        120,
+        "Message 1 of the small campaigns",
+        0.02,
+        error=BenchError,
+    )
 
     # Replies: the expiry campaigns' first contact first (their windows are short), then both
     # contacts of every "m2" campaign.
@@ -201,12 +209,12 @@ def completion_lag(
     env.send_task("relance.check_expired_interactions")
     fallback = False
     try:
-        wait_until(lambda: _completed(env, ids) == count, 30, "the small campaigns to complete")
+        wait_until(lambda: _completed(env, ids) == count, 30, COMPLETE, 0.02, error=BenchError)
     except BenchError:
         # What the plan relies on: Beat's check_sending_campaigns (R2.1) finds the rest.
         fallback = True
         env.send_task("relance.check_sending_campaigns")
-        wait_until(lambda: _completed(env, ids) == count, 60, "the small campaigns to complete")
+        wait_until(lambda: _completed(env, ids) == count, 60, COMPLETE, 0.02, error=BenchError)
     lags = _lags(env, ids)
     by_kind = {
         kind: round(max(lags[c] for c in ids if kinds[c] == kind), 4)

@@ -26,9 +26,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from relance.bench.env import BenchEnv
+from relance.bench.errors import BenchError
 from relance.bench.noop import NOOP_TASK
-from relance.bench.procs import wait_until
 from relance.bench.report import percentile
+from relance.processes import wait_until
 
 SCRATCH = "bench_scratch"
 UPDATE_BATCH = 100
@@ -187,13 +188,16 @@ def wait_worker_ready(env: BenchEnv, timeout: float = 90.0) -> float:
     path = env.tmp / "noop-ready"
     for _ in range(max(1, env.opts.workers) * 2):
         env.send_task(NOOP_TASK, str(path))
-    proc = env.procs["worker"]
-
-    def ready() -> bool:
-        proc.check_alive()
-        return _size(path) >= env.opts.workers * 2
-
-    return wait_until(ready, timeout, "the Celery worker to run its first tasks", poll=0.05)
+    start = time.perf_counter()
+    wait_until(
+        lambda: _size(path) >= env.opts.workers * 2,
+        timeout,
+        "the Celery worker to run its first tasks",
+        0.05,
+        watch=[env.procs["worker"]],
+        error=BenchError,
+    )
+    return time.perf_counter() - start
 
 
 def celery_noop_rate(env: BenchEnv, count: int) -> dict[str, float]:
@@ -203,7 +207,9 @@ def celery_noop_rate(env: BenchEnv, count: int) -> dict[str, float]:
     for _ in range(count):
         env.send_task(NOOP_TASK, str(path))
     published = time.perf_counter() - start
-    wait_until(lambda: _size(path) >= count, 60 + count / 100, "the no-op tasks", poll=0.005)
+    wait_until(
+        lambda: _size(path) >= count, 60 + count / 100, "the no-op tasks", 0.005, error=BenchError
+    )
     elapsed = time.perf_counter() - start
     return {"noop_tasks_per_s": count / elapsed, "noop_publish_per_s": count / published}
 
@@ -221,7 +227,7 @@ def celery_noop_latency(env: BenchEnv, samples: int, spacing: float) -> dict[str
         except FileNotFoundError:
             return 0
 
-    wait_until(lambda: lines() >= samples, 60, "the no-op latency tasks", poll=0.01)
+    wait_until(lambda: lines() >= samples, 60, "the no-op latency tasks", 0.01, error=BenchError)
     values = [float(x) for x in path.read_text().split()]
     os.unlink(path)
     return {

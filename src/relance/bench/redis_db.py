@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from relance.bench.procs import BenchError
+from relance.bench.errors import BenchError
 
 SERVER = "redis://127.0.0.1:6379"
 CANDIDATES = (14, 13, 12, 11, 10, 9, 8)  # the tests use 15

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from relance.bench.fake_graph import M2_MARKER
 from relance.models import Campaign, Category, campaign_categories, campaign_contacts
 
+M2_MARKER = "bench-m2"  # the fake Graph server notes when each text so marked arrives
 M1_TEXT = "bench-m1 Bonjour, une question pour vous ?"
 M2_TEXT = f"{M2_MARKER} Merci pour votre reponse !"
 CHUNK = 50_000

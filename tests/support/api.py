@@ -1,9 +1,10 @@
-"""Helpers for API tests: an authenticated TestClient and row counts."""
+"""Helpers for API tests: an authenticated client, row counts, campaigns run over the API."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from relance.api import create_app
 from relance.auth import create_api_key
 from relance.config import Settings
 from relance.db import session_scope
+from relance.processes import wait_until
 
 
 def new_api_key(settings: Settings, name: str = "tests") -> str:
@@ -77,9 +79,31 @@ def campaign_for_phones(
     return int(r.json()["id"])
 
 
+def reply_lag(client: Any, phones: list[str], name: str) -> float:
+    """The longest a reply took, from its Message 1 being recorded (its window opening) to being
+    applied, on this machine and stack now: a campaign of ``phones``, which all reply (or fail),
+    with a window none can miss, run to completion. A reply window must outlast it."""
+    window = 3600
+    campaign_id = campaign_for_phones(client, phones, name, reply_window_seconds=window)
+    assert client.post(f"/api/campaigns/{campaign_id}/launch").status_code == 200
+    wait_completed(client, campaign_id, 120, interval=0.25)
+    replied = client.get(
+        f"/api/campaigns/{campaign_id}/recipients",
+        params={"state": "message_2_sent", "limit": 1000},
+    ).json()["items"]
+    assert replied, "nobody replied: nothing measured"
+    return max(
+        (
+            datetime.fromisoformat(r["replied_at"])
+            - datetime.fromisoformat(r["window_closes_at"])
+            + timedelta(seconds=window)
+        ).total_seconds()
+        for r in replied
+    )
+
+
 def wait_completed(client: Any, campaign_id: int, timeout: float, **wait: Any) -> dict[str, Any]:
     """Poll the campaign's stats until it is completed; they are returned."""
-    from tests.support.processes import wait_until
 
     def completed() -> dict[str, Any] | None:
         stats: dict[str, Any] = client.get(f"/api/campaigns/{campaign_id}/stats").json()
@@ -87,6 +111,6 @@ def wait_completed(client: Any, campaign_id: int, timeout: float, **wait: Any) -
 
     try:
         return wait_until(completed, timeout, f"campaign {campaign_id} to complete", **wait)
-    except AssertionError as exc:
+    except TimeoutError as exc:
         blocking = client.get(f"/api/campaigns/{campaign_id}/blocking").json()
-        raise AssertionError(f"{exc}\nstill blocking: {blocking}") from None
+        raise TimeoutError(f"{exc}\nstill blocking: {blocking}") from None

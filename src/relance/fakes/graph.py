@@ -1,0 +1,255 @@
+"""A fake WhatsApp Cloud API (Graph): what the bench measures against, and what tests send to.
+
+A raw asyncio HTTP/1.1 server with keep-alive, so that it is never the bottleneck of a dispatch
+figure. Every ``POST .../messages`` is answered at once like Meta does, with a fresh ``wamid``,
+and recorded (``accepted``: arrival time, recipient, our message id, text). On demand it also:
+
+* answers a 429 (130429, ``Retry-After``) to the requests ``rate_limit(n)`` picks;
+* waits ``delay`` seconds before answering (a slow provider, many requests in flight);
+* posts a signed ``sent`` status carrying ``biz_opaque_callback_data`` to ``webhook_url`` for
+  each accepted send, one after the other, retried until answered 200, as Meta does;
+* keeps the first arrival time, per recipient, of texts starting with ``mark`` (the bench's
+  "Message 2 handed to the provider" moment).
+
+In a test it runs in a thread of the test process (``start``/``close``, or ``with``); the bench
+runs it alone: ``python -m relance.fakes.graph PORT [--mark PREFIX]``, and reads
+``GET /_fake/stats``: ``{"sent": N, "marked": {to: epoch seconds}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from relance.providers.meta_webhooks import sign, status_payload
+
+STATS_PATH = "/_fake/stats"
+WEBHOOK_ATTEMPTS = 50  # Meta retries a webhook until it is accepted
+WEBHOOK_RETRY_SECONDS = 0.2
+_RATE_LIMITED = b'{"error": {"code": 130429, "message": "Rate limit hit"}}'
+_NOT_FOUND = b'{"error": {"code": 100, "message": "unknown path"}}'
+_REASONS = {200: b"OK", 404: b"Not Found", 429: b"Too Many Requests"}
+
+
+class Accepted(NamedTuple):
+    """One send the fake accepted (a tuple: cheap at the bench's rates)."""
+
+    at: float
+    to: str
+    our_id: int  # biz_opaque_callback_data: relance's message id
+    wamid: str
+    text: str
+
+
+class FakeGraph:
+    def __init__(
+        self,
+        app_secret: str = "fake-secret",
+        rate_limit: Callable[[int], bool] | None = None,
+        delay: float = 0.0,
+        webhook_url: str | None = None,
+        mark: str | None = None,
+    ) -> None:
+        self.app_secret = app_secret
+        self.rate_limit = rate_limit
+        self.delay = delay
+        self.webhook_url = webhook_url
+        self.mark = mark
+        self.accepted: list[Accepted] = []
+        self.marked: dict[str, float] = {}
+        self.requests = 0
+        self.rejected = 0
+        self.port = 0
+        self._prefix = f"wamid.FAKE{uuid.uuid4().hex[:12]}."
+        self._connections = 0
+        self._in_flight = 0
+        self._webhooks_pending = 0
+        self._webhooks: asyncio.Queue[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # What tests read ---------------------------------------------------------------------
+
+    def sends_per_message(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for accepted in list(self.accepted):
+            counts[accepted.our_id] = counts.get(accepted.our_id, 0) + 1
+        return counts
+
+    def settled(self) -> bool:
+        """No client connected, no request being answered, no status webhook left to post:
+        every send a (now dead) client made is answered and reported."""
+        return self._connections == self._in_flight == self._webhooks_pending == 0
+
+    # Requests ----------------------------------------------------------------------------
+
+    def _route(self, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
+        if method == b"POST" and path.endswith(b"/messages"):
+            return self._send(body)
+        if method == b"GET" and path == STATS_PATH.encode():
+            return 200, json.dumps({"sent": len(self.accepted), "marked": self.marked}).encode()
+        return 404, _NOT_FOUND
+
+    def _send(self, body: bytes) -> tuple[int, bytes]:
+        self.requests += 1
+        if self.rate_limit is not None and self.rate_limit(self.requests):
+            self.rejected += 1
+            return 429, _RATE_LIMITED
+        now = time.time()
+        payload: dict[str, Any] = json.loads(body)
+        to = str(payload.get("to", ""))
+        text = str((payload.get("text") or {}).get("body", ""))
+        wamid = f"{self._prefix}{len(self.accepted) + 1}"
+        accepted = Accepted(now, to, int(payload.get("biz_opaque_callback_data") or 0), wamid, text)
+        self.accepted.append(accepted)
+        if self.mark and text.startswith(self.mark):
+            self.marked.setdefault(to, now)
+        if self.webhook_url and self._webhooks is not None:
+            self._webhooks_pending += 1
+            self._webhooks.put_nowait(_sent_status(accepted))
+        return 200, (
+            b'{"messaging_product":"whatsapp","contacts":[{"input":"%s","wa_id":"%s"}],'
+            b'"messages":[{"id":"%s"}]}' % (to.encode(), to.encode(), wamid.encode())
+        )
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                method, path, _ = lines[0].split(b" ", 2)
+                length = 0
+                for line in lines[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length) if length else b""
+                self._in_flight += 1
+                try:
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
+                    status, payload = self._route(method, path, body)
+                    retry = b"Retry-After: 0.2\r\n" if status == 429 else b""
+                    writer.write(
+                        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
+                        b"Content-Length: %d\r\n\r\n%s"
+                        % (status, _REASONS[status], retry, len(payload), payload)
+                    )
+                    await writer.drain()
+                finally:
+                    self._in_flight -= 1
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+            ValueError,
+        ):
+            pass
+        finally:
+            self._connections -= 1
+            writer.close()
+
+    # Status webhooks ---------------------------------------------------------------------
+
+    async def _post_webhooks(self, queue: asyncio.Queue[bytes]) -> None:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            while True:
+                body = await queue.get()
+                headers = {
+                    "X-Hub-Signature-256": sign(body, self.app_secret),
+                    "Content-Type": "application/json",
+                }
+                try:
+                    for _ in range(WEBHOOK_ATTEMPTS):
+                        with contextlib.suppress(httpx.HTTPError):
+                            response = await client.post(
+                                self.webhook_url or "", content=body, headers=headers
+                            )
+                            if response.status_code == 200:
+                                break
+                        await asyncio.sleep(WEBHOOK_RETRY_SECONDS)
+                finally:
+                    self._webhooks_pending -= 1
+
+    # Serving -----------------------------------------------------------------------------
+
+    async def serve(self, port: int = 0, ready: Callable[[], None] = lambda: None) -> None:
+        """Serve on 127.0.0.1:``port`` (0: a free one, then in ``self.port``) until ``close``."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._webhooks = asyncio.Queue()
+        poster = asyncio.create_task(self._post_webhooks(self._webhooks))
+        server = await asyncio.start_server(self._handle, "127.0.0.1", port, backlog=1024)
+        self.port = int(server.sockets[0].getsockname()[1])
+        ready()
+        try:
+            async with server:
+                await self._stop.wait()
+        finally:
+            poster.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poster
+
+    def start(self) -> FakeGraph:
+        """Serve from a thread of this process; returns once the port accepts connections."""
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self.serve(ready=started.set)), daemon=True
+        )
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the fake Graph server did not start")
+        return self
+
+    def close(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed already
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeGraph:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sent_status(accepted: Accepted) -> bytes:
+    status = {
+        "id": accepted.wamid,
+        "status": "sent",
+        "timestamp": str(int(accepted.at)),
+        "recipient_id": accepted.to,
+        "biz_opaque_callback_data": str(accepted.our_id),
+    }
+    return json.dumps(status_payload([status])).encode()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m relance.fakes.graph")
+    parser.add_argument("port", type=int, nargs="?", default=8765)
+    parser.add_argument("--mark", help="record when texts starting with this first arrive")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(FakeGraph(mark=args.mark).serve(args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

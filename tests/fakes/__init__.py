@@ -1,1 +1,0 @@
-"""Local fakes that speak providers' real wire formats."""
