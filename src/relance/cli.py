@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
 
+from relance import leases
 from relance.config import ConfigError, Settings, get_settings
 from relance.logs import configure_logging
+from relance.runner import CHILD_ENV
 
 cli = typer.Typer(
     add_completion=False,
@@ -20,14 +24,20 @@ apikey_cli = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 cli.add_typer(apikey_cli, name="apikey")
 
 
-def _settings() -> Settings:
-    """Read the configuration or stop with one line naming the bad variable."""
+def _settings(command: str | None = None) -> Settings:
+    """Read the configuration or stop with one line naming the bad variable.
+
+    With ``command``, say on stderr which database and data directory it works on: a command
+    run from another folder with the embedded default uses another database.
+    """
     try:
         settings = get_settings()
     except ConfigError as exc:
         typer.echo(f"relance: {exc}", err=True)
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_json)
+    if command and not os.environ.get(CHILD_ENV):
+        typer.echo(f"relance {command}: database {settings.database_shown}", err=True)
     return settings
 
 
@@ -43,7 +53,7 @@ def migrate() -> None:
 
     settings = _settings()
     upgrade(settings)
-    typer.echo(f"database is up to date: {_redact(settings.effective_database_url)}")
+    typer.echo(f"database is up to date: {settings.database_shown}")
 
 
 @cli.command()
@@ -51,13 +61,13 @@ def api(host: Host = None, port: Port = None) -> None:
     """Run the HTTP server (uvicorn)."""
     import uvicorn
 
-    settings = _settings()
+    settings = _settings("api")
     uvicorn.run(
         "relance.api:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        log_level=settings.log_level.lower(),
+        log_config=None,  # ours (relance.logs): libraries at WARNING unless LOG_LEVEL=DEBUG
         access_log=False,
         # Room for a request line with two lists of 500 ids (the schema's bound): past h11's
         # default 16 KiB, uvicorn answers a bare text/plain 400 before the app can say why.
@@ -65,24 +75,40 @@ def api(host: Host = None, port: Port = None) -> None:
     )
 
 
+def _quiet(settings: Settings) -> list[str]:
+    """Celery's start-up banner only at DEBUG (the settings are in /health and the logs)."""
+    return [] if settings.log_level == "DEBUG" else ["--quiet"]
+
+
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(ctx: typer.Context) -> None:
     """Run a Celery worker (extra arguments go to celery)."""
-    settings = _settings()
+    settings = _settings("worker")
     from relance.worker import celery_app
 
     pool = ["--pool=threads", "--concurrency=4"] if settings.is_embedded else []
-    celery_app.worker_main(["worker", "--loglevel", settings.log_level, *pool, *ctx.args])
+    celery_app.worker_main(
+        [*_quiet(settings), "worker", "--loglevel", settings.log_level, *pool, *ctx.args]
+    )
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context) -> None:
     """Run Celery Beat: exactly one per deployment (two would tick every task twice)."""
-    settings = _settings()
+    settings = _settings("beat")
     from relance.worker import celery_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # the schedule file lives there
-    celery_app.start(["beat", "--loglevel", settings.log_level, *ctx.args])
+    lease = leases.beat_lease(settings)
+    leases.wait_for(lease, "beat")  # a second Beat waits here instead of ticking
+    leases.watch(lease, on_lost=_beat_lost)
+    celery_app.start([*_quiet(settings), "beat", "--loglevel", settings.log_level, *ctx.args])
+
+
+def _beat_lost() -> None:
+    """Another Beat took the lease while ours was away: stop at once, it is ticking now."""
+    typer.echo("relance beat: another Beat took the lease; stopping", err=True)
+    os._exit(3)
 
 
 @cli.command()
@@ -131,19 +157,25 @@ def apikey_create(name: Annotated[str, typer.Option(help="a label for the key")]
     from relance.migrate import upgrade
 
     settings = _settings()
+    new = (
+        settings.is_embedded
+        and not Path(make_url(settings.effective_database_url).database or "").exists()
+    )
     upgrade(settings)
     with session_scope(settings) as session:
         key = create_api_key(session, name)
-    typer.echo(f"API key '{name or 'unnamed'}' created; it is shown once:", err=True)
+    if new:
+        typer.echo(
+            f"relance: there was no database at {settings.data_dir_shown}: created an empty one. "
+            "Run this where relance up runs, or set RELANCE_DATA_DIR, or the key will not work "
+            "there.",
+            err=True,
+        )
+    typer.echo(
+        f"API key '{name or 'unnamed'}' created in {settings.database_shown}; it is shown once:",
+        err=True,
+    )
     typer.echo(key)
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
-    return url
 
 
 def main() -> None:

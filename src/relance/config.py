@@ -190,8 +190,27 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'relance.db').resolve()}"
 
     @property
+    def database_shown(self) -> str:
+        """The database, for people: the SQLite file, or the URL without its password."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.effective_database_url)
+        if url.get_backend_name() == "sqlite":
+            return f"SQLite file {url.database}"
+        return url.render_as_string(hide_password=True)
+
+    @property
+    def data_dir_shown(self) -> str:
+        """The data directory, absolute, saying when it is the current folder's default."""
+        where = str(self.data_dir.resolve())
+        if "data_dir" in self.model_fields_set:
+            return where
+        return f"{where} (./.relance of the current folder: RELANCE_DATA_DIR sets another)"
+
+    @property
     def effective_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        # A host, though the filesystem broker has none: kombu warns at every start without one.
+        return self.broker_url or "filesystem://localhost/"
 
     @property
     def pacing_redis_url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from typing import Any
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -34,11 +35,21 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# Libraries speak at WARNING unless LOG_LEVEL is DEBUG: Celery's per-task dictionaries every few
+# seconds, uvicorn's start-up lines and kombu's notices would bury the campaign events.
+LIBRARIES = ("celery", "kombu", "amqp", "uvicorn", "httpx", "httpcore", "alembic", "multipart")
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    libraries = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(libraries)
+    logging.captureWarnings(True)  # a library's warning is a log line, formatted like ours
+    # Celery warns against running a worker as root because pickled messages could run code;
+    # relance accepts JSON messages only (relance.worker), so the warning says nothing here.
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -18,10 +19,13 @@ from pathlib import Path
 from types import FrameType
 
 from relance.config import Settings
+from relance.leases import FileLease, LeaseHeld
 from relance.logs import configure_logging
 from relance.processes import Process, start_process, stop_together, wait_until
 
 STOP_GRACE_SECONDS = 15.0
+# Set for the children: the banner already said where they work, they need not say it again.
+CHILD_ENV = "RELANCE_UP_CHILD"
 
 
 @dataclass
@@ -99,6 +103,7 @@ def stack_env(
             "PUBLIC_URL": settings.public_url or f"http://{host}:{port}",
             "RELANCE_DATA_DIR": str(settings.data_dir.resolve()),
             "PYTHONUNBUFFERED": "1",
+            CHILD_ENV: "1",
         }
     )
     env.update(extra)
@@ -135,21 +140,47 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
+def port_taken(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def run_stack(settings: Settings, host: str | None = None, port: int | None = None) -> int:
-    """Run until Ctrl-C / SIGTERM; 0 on a clean stop, 1 if a child died."""
+    """Run until Ctrl-C / SIGTERM; 0 on a clean stop, 1 if it could not start or a child died.
+
+    Nothing starts while another ``relance up`` holds the data directory, or the port is taken.
+    """
     configure_logging(settings.log_level, settings.log_json)
     host = host or settings.host
     port = port or settings.port
+    lease = FileLease(settings.data_dir / "up.lock")
+    try:
+        lease.acquire()
+    except LeaseHeld as held:
+        print(
+            f"relance: another relance up ({held}) runs on the data directory "
+            f"{settings.data_dir.resolve()}: stop it first, or set RELANCE_DATA_DIR",
+            file=sys.stderr,
+        )
+        return 1
+    if port_taken(host, port):
+        lease.release()
+        print(f"relance: port {port} on {host} is in use: set PORT or --port", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
         with running_stack(settings, host, port) as stack:
-            mode = "embedded (SQLite, filesystem broker)" if settings.is_embedded else "production"
-            print(f"relance is up ({mode}), provider: {settings.provider}", flush=True)
-            print(f"  dashboard:  {stack.base_url}/", flush=True)
-            print(f"  API docs:   {stack.base_url}/docs", flush=True)
-            print("  API key:    relance apikey create", flush=True)
-            print("Ctrl-C stops everything.", flush=True)
+            mode = "embedded: SQLite, filesystem broker" if settings.is_embedded else "production"
+            print(f"relance is up ({mode}), provider {settings.provider}", flush=True)
+            print(f"  dashboard:  {stack.base_url}/  (API docs: /docs)", flush=True)
+            print(f"  database:   {settings.database_shown}", flush=True)
+            print(f"  data:       {settings.data_dir_shown}", flush=True)
+            print("  API key:    relance apikey create   (Ctrl-C stops everything)", flush=True)
             while True:
                 stack.check_alive()
                 time.sleep(0.5)
@@ -162,3 +193,5 @@ def run_stack(settings: Settings, host: str | None = None, port: int | None = No
     except TimeoutError as exc:
         print(f"relance: {exc}", file=sys.stderr, flush=True)
         return 1
+    finally:
+        lease.release()

@@ -72,7 +72,7 @@ def test_embedded_defaults() -> None:
     s = load_settings()
     assert s.effective_database_url.startswith("sqlite:///")
     assert s.effective_database_url.endswith("/.relance/relance.db")
-    assert s.effective_broker_url == "filesystem://"
+    assert s.effective_broker_url == "filesystem://localhost/"
     assert s.provider == "simulator"
     assert (s.send_delay_seconds, s.batch_size, s.batch_pause_seconds) == (5.0, 50, 60.0)
     assert s.reply_window_seconds == 86400

@@ -111,7 +111,7 @@ class BenchEnv:
 
     def _broker(self) -> str:
         if self.opts.embedded:
-            return "filesystem://"
+            return "filesystem://localhost/"
         given = self.opts.redis_url or os.environ.get("BROKER_URL", "")
         if given.startswith(("redis://", "rediss://")):
             import redis
