@@ -237,3 +237,54 @@ def _locations(value: dict[str, Any]) -> list[str]:
 )
 def test_a_bad_template_is_refused_naming_where(value: dict[str, Any], location: str) -> None:
     assert location in _locations(value)
+
+
+TEXT = st.text(st.characters(blacklist_characters="{}\x00"), max_size=8)
+NAME = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
+
+
+@st.composite
+def stored_templates(draw: st.DrawFn) -> dict[str, Any]:
+    """What TemplateIn.stored() can give: any mix of header, body parameters and buttons."""
+    named = draw(st.booleans())
+    template: dict[str, Any] = {"name": "t", "language": "fr"}
+    header = draw(st.sampled_from(["none", "text", "image"]))
+    if header == "text":
+        template["header"] = {"format": "text", "text": draw(TEXT)}
+        if named:
+            template["header"]["parameter_name"] = draw(NAME)
+    elif header == "image":
+        template["header"] = {"format": "image", "link": "https://example.com/a.jpg"}
+    if named:
+        template["parameters"] = []
+        template["named_parameters"] = draw(st.dictionaries(NAME, TEXT, max_size=4))
+    else:
+        template["parameters"] = draw(st.lists(TEXT, max_size=4))
+    indexes = draw(st.lists(st.integers(0, 9), unique=True, max_size=3))
+    template["buttons"] = [
+        {"index": i, "sub_type": "url", "text": draw(TEXT)}
+        if draw(st.booleans())
+        else {"index": i, "sub_type": "quick_reply", "payload": draw(TEXT)}
+        for i in indexes
+    ]
+    TemplateIn.model_validate(template)  # a template the API accepts
+    return template
+
+
+def _at(value: Any, path: list[str]) -> Any:
+    for part in path:
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+@given(stored_templates())
+def test_rendering_fills_each_text_in_its_place_and_nothing_else(template: dict[str, Any]) -> None:
+    rendered = render_template(template, "p", lambda t: f"<{t.field}>")
+    texts = template_texts(template, "p")
+    for text in texts:
+        assert _at(rendered, text.field.split(".")[1:]) == f"<{text.field}>"
+        assert _at(template, text.field.split(".")[1:]) == text.text
+    # Everything else is kept: the same template once each text is put back (empty
+    # named_parameters and buttons are left out, as TemplateIn.stored() leaves them).
+    restored = render_template(rendered, "p", lambda t: _at(template, t.field.split(".")[1:]))
+    assert restored == {k: v for k, v in template.items() if v or k == "parameters"}
