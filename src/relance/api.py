@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from relance import __version__
 from relance.campaigns import endpoints as campaign_endpoints
-from relance.campaigns import webhook_endpoints
+from relance.campaigns import template_endpoints, webhook_endpoints
 from relance.config import Settings, get_settings
 from relance.contacts import category_endpoints
 from relance.contacts import endpoints as contact_endpoints
@@ -27,6 +27,7 @@ ROUTERS = (
     category_endpoints.router,
     campaign_endpoints.router,
     campaign_endpoints.dashboard,
+    template_endpoints.router,
     webhook_endpoints.router,
     session.router,
     pages.router,
@@ -34,8 +35,10 @@ ROUTERS = (
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    # Only the first part says where the field came from: a template's "header" is a field.
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "body"
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     meta_access_token: str = ""
     meta_app_secret: str = SIMULATOR_APP_SECRET
     meta_verify_token: str = ""
+    # The WhatsApp Business Account whose templates GET /api/templates lists (that route only).
+    meta_waba_id: str = ""
     wassenger_api_url: str = "https://api.wassenger.com"
     wassenger_api_key: str = ""
     wassenger_webhook_secret: str = ""

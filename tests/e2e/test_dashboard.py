@@ -11,17 +11,22 @@ README's picture) when that file is missing or ``UPDATE_DOCS_SCREENSHOT=1``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from relance.config import load_settings
-from relance.processes import free_port
+from relance.fakes.graph import FakeGraph
+from relance.processes import free_port, wait_until
 from relance.runner import Stack, running_stack
 from tests.conftest import IN_CI
 from tests.support.stack import UNPACED, cli_api_key
@@ -59,6 +64,13 @@ FAST = {
     "DISPATCH_INTERVAL_SECONDS": "1",
 }
 BAD_PHONE = "<img src=x id=injected>"
+META_SECRET = "e2e-meta-app-secret"
+META_FIXTURES = Path(__file__).parents[1] / "fixtures" / "meta"
+TEMPLATES = [
+    template
+    for name in ("message_templates_components.json", "message_templates.json")
+    for template in json.loads((META_FIXTURES / name).read_text())["data"]
+]
 
 
 def _contacts_csv(path: Path) -> Path:
@@ -77,17 +89,21 @@ def _contacts_csv(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def _require_chromium() -> None:
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing (apt-get install -y chromium)"
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+@contextmanager
+def _running(tmp_path: Path, extra: Mapping[str, str] = {}) -> Iterator[Stack]:
+    """The stack on the embedded defaults (FAST), ``extra`` added to its environment."""
     port = free_port()
     data = tmp_path / "data"
     public_url = f"http://127.0.0.1:{port}"
-    env = {**FAST, "RELANCE_DATA_DIR": str(data), "PUBLIC_URL": public_url}
+    env = {**FAST, "RELANCE_DATA_DIR": str(data), "PUBLIC_URL": public_url, **extra}
     settings = load_settings(
         data_dir=data, database_url="", broker_url="", redis_url="", public_url=public_url
     )
@@ -101,6 +117,43 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             log = tmp_path / f"{role}.log"
             if log.exists() and os.environ.get("E2E_SHOW_LOGS"):
                 print(f"--- {role}.log ---\n{log.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    _require_chromium()
+    with _running(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def graph() -> Iterator[FakeGraph]:
+    """The fake Cloud API, with the business account's templates of Meta's documentation."""
+    with FakeGraph(
+        app_secret=META_SECRET, templates=TEMPLATES, page_size=2, keep_templates=True
+    ) as fake:
+        yield fake
+
+
+@pytest.fixture
+def meta_stack(tmp_path: Path, graph: FakeGraph) -> Iterator[Stack]:
+    """The stack on the meta provider, the Graph API being the fake."""
+    _require_chromium()
+    meta = {
+        "RELANCE_PROVIDER": "meta",
+        "META_GRAPH_URL": graph.url,
+        "META_PHONE_NUMBER_ID": "106540352242922",
+        "META_ACCESS_TOKEN": "e2e-token",
+        "META_APP_SECRET": META_SECRET,
+        "META_VERIFY_TOKEN": "e2e-verify",
+        "META_WABA_ID": graph.waba_id,
+    }
+    with _running(tmp_path, meta) as running:
+        yield running
+
+
+def _launch_browser(p: Any) -> Any:
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
@@ -131,7 +184,7 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
         page.on("dialog", lambda dialog: dialog.accept())  # the confirm() of every action
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = _launch_browser(p)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.set_default_timeout(15_000)
@@ -190,6 +243,9 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             # New campaign: API errors land next to their field; live count and preview.
             t0 = time.monotonic()
             page.click("nav >> text=New campaign")
+            # The simulator sends plain text: no template to pick, and the page says why.
+            expect(page.locator("#templates-status")).to_contain_text("plain text")
+            expect(page.locator("#message_1_template-box")).to_be_hidden()
             page.fill("#message_1", "Bonjour {first_name} de {city} !")
             page.click("#save-draft")
             expect(page.locator('[data-error-for="name"]')).to_be_visible()
@@ -319,3 +375,121 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             browser.close()
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     assert problems == []
+
+
+def test_template_form_in_a_real_browser(
+    meta_stack: Stack, graph: FakeGraph, tmp_path: Path
+) -> None:
+    """On meta: pick an approved template in the form, fill its parameters with contact
+    placeholders, see it previewed for the first contact, launch, and find it at Meta."""
+    from playwright.sync_api import expect, sync_playwright
+
+    key = cli_api_key(meta_stack.env)
+    base = meta_stack.base_url
+    csv = "phone,first_name,categories,city\n" + "".join(
+        f"+3361200010{i},{name},templates e2e,{city}\n"
+        for i, (name, city) in enumerate([("Camille", "Lyon"), ("Hugo", "Lille"), ("Zoé", "Nice")])
+    )
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
+        r = client.post("/api/contacts/import", files={"file": ("c.csv", csv, "text/csv")})
+        assert r.status_code == 200 and r.json()["created"] == 3, r.text
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+
+    with sync_playwright() as p:
+        browser = _launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(15_000)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto(f"{base}/login")
+            page.fill("#api_key", key)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{base}/")
+            page.click("nav >> text=New campaign")
+
+            # The business account's templates, as Meta lists them.
+            select = page.locator("#message_1_template-select")
+            expect(page.locator("#message_1_template-box")).to_be_visible()
+            expect(select.locator("option")).to_have_count(len(TEMPLATES) + 1)
+            expect(select.locator("option", has_text="summer_catalogue")).to_contain_text("PAUSED")
+            unsendable = select.locator("option", has_text="order_delivery_update")
+            expect(unsendable).to_be_disabled()
+            expect(unsendable).to_contain_text("LOCATION header")
+
+            page.fill("#name", "Template campaign")
+            page.get_by_role("checkbox", name="templates e2e").check()
+            expect(page.locator("#audience-count")).to_have_text("3")
+            select.select_option(label="seasonal_promotion (en_US)")
+            expect(page.locator("#message_1_template-box [data-template-info]")).to_contain_text(
+                "MARKETING"
+            )
+            fields = page.locator("#message_1_template-box [data-template-field]")
+            expect(fields).to_have_count(6)  # header {{1}}, body {{1}}-{{3}}, two quick replies
+            page.fill('[id="message_1_template.header.text"]', "{first_name}")
+            page.fill('[id="message_1_template.parameters.0"]', "dimanche")
+            page.fill('[id="message_1_template.parameters.1"]', "{city}")
+            page.fill('[id="message_1_template.parameters.2"]', "25%")
+            page.fill('[id="message_1_template.buttons.0.payload"]', "STOP_{city}")
+            # Message 1's own copy follows the template until the user writes one.
+            expect(page.locator("#message_1")).to_have_value(
+                "Shop now through dimanche and use code {city} to get 25% off of all merchandise."
+            )
+
+            preview = page.locator("#message_1_template-preview")
+            expect(preview.locator('[data-preview="header"]')).to_have_text("Our Camille is on!")
+            expect(preview.locator('[data-preview="body"]')).to_have_text(
+                "Shop now through dimanche and use code Lyon to get 25% off of all merchandise."
+            )
+            expect(preview.locator('[data-preview="footer"]')).to_contain_text("marketing")
+            buttons = preview.locator('[data-preview="buttons"] li')
+            expect(buttons).to_have_count(2)
+            expect(buttons.nth(0)).to_contain_text("Unsubscribe from Promos")
+            expect(buttons.nth(0)).to_contain_text("STOP_Lyon")
+            expect(preview.locator('[data-preview="note"]')).to_be_hidden()
+            page.screenshot(path=str(SHOTS / "12-template-preview.png"), full_page=True)
+
+            # A placeholder that does not parse: said in the preview, then by its field.
+            page.fill('[id="message_1_template.parameters.1"]', "{city")
+            expect(preview.locator('[data-preview="note"]')).to_contain_text("parameters.1")
+            page.click("#save-draft")
+            expect(
+                page.locator('[data-error-for="message_1_template.parameters.1"]')
+            ).to_be_visible()
+            page.fill('[id="message_1_template.parameters.1"]', "{city}")
+            expect(preview.locator('[data-preview="note"]')).to_be_hidden()
+
+            page.click("#launch")
+            page.wait_for_url(f"{base}/campaigns/*")
+            expect(page.locator("#status")).not_to_have_text("draft")
+        finally:
+            browser.close()
+    assert problems == []
+
+    wait_until(lambda: len(graph.accepted) == 3, 60, "the three templates sent")
+    sent = {a.to: a.template for a in graph.accepted}
+    assert sent["33612000100"] == {
+        "name": "seasonal_promotion",
+        "language": {"code": "en_US"},
+        "components": [
+            {"type": "header", "parameters": [{"type": "text", "text": "Camille"}]},
+            {
+                "type": "body",
+                "parameters": [
+                    {"type": "text", "text": "dimanche"},
+                    {"type": "text", "text": "Lyon"},
+                    {"type": "text", "text": "25%"},
+                ],
+            },
+            {
+                "type": "button",
+                "sub_type": "quick_reply",
+                "index": "0",
+                "parameters": [{"type": "payload", "payload": "STOP_Lyon"}],
+            },
+        ],
+    }
+    zoe = sent["33612000102"]
+    assert zoe is not None
+    assert zoe["components"][0]["parameters"][0]["text"] == "Zoé"

@@ -115,6 +115,146 @@ def test_template_without_parameters_sends_no_components(
     }
 
 
+def _sent_template(
+    provider: MetaProvider, server: FakeHttpServer, template: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``template`` object of the request the adapter made for ``template``."""
+    server.respond(FakeResponse(200, json=fixture("send_response.json")))
+    provider.send(OutboundMessage(message_id=9, to="+33612345678", text="", template=template))
+    body = server.requests[-1].json()
+    assert (body["type"], body["messaging_product"], body["to"]) == (
+        "template",
+        "whatsapp",
+        "33612345678",
+    )
+    template_object: dict[str, Any] = body["template"]
+    return template_object
+
+
+# The request bodies below are those of Meta's "Send message templates" guide and template
+# components reference: header parameters (text, image/video/document by link), body
+# parameters by position or with parameter_name, button parameters by sub_type and index.
+
+
+def test_template_with_a_media_header_body_and_buttons(
+    provider: MetaProvider, server: FakeHttpServer
+) -> None:
+    template = {
+        "name": "summer_catalogue",
+        "language": "fr",
+        "header": {"format": "image", "link": "https://example.com/summer.jpg"},
+        "parameters": ["Ana"],
+        "buttons": [
+            {"index": 1, "sub_type": "quick_reply", "payload": "STOP_PROMO"},
+            {"index": 0, "sub_type": "url", "text": "summer2023"},
+        ],
+    }
+
+    assert _sent_template(provider, server, template) == {
+        "name": "summer_catalogue",
+        "language": {"code": "fr"},
+        "components": [
+            {
+                "type": "header",
+                "parameters": [
+                    {"type": "image", "image": {"link": "https://example.com/summer.jpg"}}
+                ],
+            },
+            {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]},
+            {
+                "type": "button",
+                "sub_type": "url",
+                "index": "0",
+                "parameters": [{"type": "text", "text": "summer2023"}],
+            },
+            {
+                "type": "button",
+                "sub_type": "quick_reply",
+                "index": "1",
+                "parameters": [{"type": "payload", "payload": "STOP_PROMO"}],
+            },
+        ],
+    }
+
+
+def test_template_with_named_parameters(provider: MetaProvider, server: FakeHttpServer) -> None:
+    template = {
+        "name": "order_confirmation",
+        "language": "en_US",
+        "header": {"format": "text", "text": "December 1st", "parameter_name": "sale_start_date"},
+        "named_parameters": {"first_name": "Pablo", "order_number": "860198-230332"},
+    }
+
+    assert _sent_template(provider, server, template) == {
+        "name": "order_confirmation",
+        "language": {"code": "en_US"},
+        "components": [
+            {
+                "type": "header",
+                "parameters": [
+                    {"type": "text", "parameter_name": "sale_start_date", "text": "December 1st"}
+                ],
+            },
+            {
+                "type": "body",
+                "parameters": [
+                    {"type": "text", "parameter_name": "first_name", "text": "Pablo"},
+                    {"type": "text", "parameter_name": "order_number", "text": "860198-230332"},
+                ],
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("header", "parameter"),
+    [
+        ({"format": "text", "text": "Summer Sale"}, {"type": "text", "text": "Summer Sale"}),
+        (
+            {"format": "video", "link": "https://example.com/v.mp4"},
+            {"type": "video", "video": {"link": "https://example.com/v.mp4"}},
+        ),
+        (
+            {"format": "document", "link": "https://example.com/t.pdf", "filename": "terms.pdf"},
+            {
+                "type": "document",
+                "document": {"link": "https://example.com/t.pdf", "filename": "terms.pdf"},
+            },
+        ),
+    ],
+)
+def test_each_header_kind(
+    provider: MetaProvider,
+    server: FakeHttpServer,
+    header: dict[str, Any],
+    parameter: dict[str, Any],
+) -> None:
+    template = {"name": "t", "language": "fr", "header": header, "parameters": []}
+
+    sent = _sent_template(provider, server, template)
+
+    assert sent["components"] == [{"type": "header", "parameters": [parameter]}]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        {"name": "t", "language": "fr", "header": {"format": "location"}},
+        {"name": "t", "language": "fr", "buttons": [{"index": 0, "sub_type": "copy_code"}]},
+        {"name": "", "language": "fr"},
+    ],
+)
+def test_an_unsendable_template_fails_without_a_request(
+    provider: MetaProvider, server: FakeHttpServer, template: dict[str, Any]
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        provider.send(OutboundMessage(message_id=1, to="+33612345678", text="", template=template))
+
+    assert caught.value.code == "template"
+    assert caught.value.stops_sender is False
+    assert server.requests == []
+
+
 def test_http_429_with_retry_after_is_rate_limited(
     provider: MetaProvider, server: FakeHttpServer
 ) -> None:

@@ -118,12 +118,22 @@ def test_user_text_is_escaped(browser: TestClient, settings: Settings) -> None:
         category_id = seed_contacts(session, 1, category=f"cat{evil}")
         session.query(Contact).update({"first_name": evil, "attributes": {"x": evil}})
         cid = make_campaign(session, [category_id])
-    r = browser.patch(f"/api/campaigns/{cid}", json={"name": evil, "message_2": f"M2 {evil}"})
+    template = {
+        "name": "t",
+        "header": {"format": "text", "text": evil, "parameter_name": "h"},
+        "named_parameters": {"x": evil},
+        "buttons": [{"index": 0, "sub_type": "quick_reply", "payload": evil}],
+    }
+    edit = {"name": evil, "message_2": f"M2 {evil}", "message_2_template": template}
+    r = browser.patch(f"/api/campaigns/{cid}", json=edit)
     assert r.status_code == 200
     for path in ("/", f"/campaigns/{cid}", "/contacts", "/campaigns/new"):
         text = browser.get(path).text
         assert evil not in text, path
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, path
+    page = browser.get(f"/campaigns/{cid}").text
+    assert "Past 24 h" in page  # Message 2's template is shown, its values escaped
+    assert "button 1: &lt;script&gt;" in page
 
 
 def test_contacts_page_searches_filters_and_pages(browser: TestClient, settings: Settings) -> None:

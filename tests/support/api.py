@@ -15,6 +15,7 @@ from relance.auth import create_api_key
 from relance.config import Settings
 from relance.db import session_scope
 from relance.processes import wait_until
+from tests.support.engine import TEMPLATE
 
 
 def new_api_key(settings: Settings, name: str = "tests") -> str:
@@ -70,6 +71,7 @@ def campaign_for_phones(
         json={
             "name": name,
             "message_1": "Bonjour {first_name}",
+            "message_1_template": TEMPLATE,  # what the meta provider requires of Message 1
             "message_2": message_2,
             "category_ids": [category_id],
             "reply_window_seconds": reply_window_seconds,

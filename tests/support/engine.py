@@ -46,6 +46,10 @@ def seed_contacts(session: Session, n: int, category: str = "clients", start: in
     return cat.id
 
 
+# What the meta provider requires of Message 1 (the other providers send the text).
+TEMPLATE = {"name": "relance_test", "language": "fr", "parameters": ["{first_name}"]}
+
+
 def make_campaign(
     session: Session,
     category_ids: list[int],
@@ -57,6 +61,7 @@ def make_campaign(
     campaign = Campaign(
         name="test",
         message_1="Bonjour {first_name}",
+        message_1_template=TEMPLATE,
         message_2=message_2,
         reply_window_seconds=window,
         placeholder_defaults={},

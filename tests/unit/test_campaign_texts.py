@@ -7,9 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relance.campaigns.templates import TEMPLATE_PARAMETER_MAX, TEMPLATE_PARAMETERS_MAX
 from relance.campaigns.texts import (
-    TEMPLATE_PARAMETER_MAX,
-    TEMPLATE_PARAMETERS_MAX,
     TEXT_MAX,
     campaign_texts,
     form_problems,

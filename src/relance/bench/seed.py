@@ -18,6 +18,8 @@ from relance.models import Campaign, Category, campaign_categories, campaign_con
 M2_MARKER = "bench-m2"  # the fake Graph server notes when each text so marked arrives
 M1_TEXT = "bench-m1 Bonjour, une question pour vous ?"
 M2_TEXT = f"{M2_MARKER} Merci pour votre reponse !"
+# The bench runs on the meta provider, where Message 1 must be an approved template.
+M1_TEMPLATE = {"name": "bench_m1", "language": "fr"}
 CHUNK = 50_000
 
 
@@ -92,6 +94,7 @@ def make_campaign(
     campaign = Campaign(
         name=name,
         message_1=M1_TEXT,
+        message_1_template=M1_TEMPLATE,
         message_2=message_2,
         reply_window_seconds=reply_window_seconds,
         placeholder_defaults={},

@@ -222,7 +222,9 @@ def outbound_rows(session: Session, message_ids: Sequence[int]) -> list[Row[Any]
                 Campaign.message_1,
                 Campaign.message_1_template,
                 Campaign.message_2,
+                Campaign.message_2_template,
                 Campaign.placeholder_defaults,
+                Recipient.replied_at,
             )
             .join(Recipient, Recipient.id == Message.recipient_id)
             .join(Contact, Contact.id == Recipient.contact_id)

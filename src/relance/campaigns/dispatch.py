@@ -14,10 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from relance.campaigns import claims
+from relance.campaigns import claims, templates
 from relance.campaigns.domain import MessageKind
 from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import DispatchReport, SendOutcome, record_outcomes
@@ -27,9 +30,23 @@ from relance.db import session_scope
 from relance.models import utcnow
 from relance.pacing.domain import Grant, Wait
 from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
-from relance.providers.base import OutboundMessage, Provider, ProviderError, RetryableError
+from relance.providers.base import (
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    RetryableError,
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Refused(OutboundMessage):
+    """A claimed message that must not reach the provider: it fails for good with ``reason``."""
+
+    code: str = "refused"
+    reason: str = ""
 
 
 def claim(
@@ -37,6 +54,7 @@ def claim(
     limit: int,
     message_ids: Sequence[int] | None = None,
     recipient_ids: Sequence[int] | None = None,
+    now: datetime | None = None,
 ) -> list[OutboundMessage]:
     """Claim and load up to ``limit`` due messages in one short transaction.
 
@@ -44,10 +62,11 @@ def claim(
     whose Message 1 is created by this claim. ``message_ids`` restricts the claim to those
     pending messages; ``recipient_ids`` to those recipients' messages and Message 1s.
     """
+    now = now or utcnow()
     with session_scope(settings) as session:
         ids = claims.claim_messages(
             session,
-            utcnow(),
+            now,
             limit,
             message_ids,
             provider=settings.provider,
@@ -55,27 +74,48 @@ def claim(
         )
         if not ids:
             return []
-        return [_outbound(row) for row in claims.outbound_rows(session, ids)]
+        rows = claims.outbound_rows(session, ids)
+        return [_outbound(row, settings.provider, now) for row in rows]
 
 
-def _outbound(row: object) -> OutboundMessage:
-    values = contact_values(row.first_name, row.last_name, row.attributes or {})  # type: ignore[attr-defined]
-    defaults = row.placeholder_defaults or {}  # type: ignore[attr-defined]
-    if row.kind == MessageKind.MESSAGE_2:  # type: ignore[attr-defined]
-        text = render(row.message_2 or "", values, defaults)  # type: ignore[attr-defined]
-        return OutboundMessage(row.id, row.phone, text, kind="message_2")  # type: ignore[attr-defined]
-    template = row.message_1_template  # type: ignore[attr-defined]
+def _outbound(row: Any, provider: str, now: datetime) -> OutboundMessage:
+    """One claimed message, personalised for its contact, as the provider must send it now."""
+    values = contact_values(row.first_name, row.last_name, row.attributes or {})
+    defaults = row.placeholder_defaults or {}
+
+    def fill(text: templates.TemplateText) -> str:
+        return render(text.text, values, defaults)
+
+    if row.kind == MessageKind.MESSAGE_2:
+        template = None
+        route = templates.message_2_route(
+            provider, row.replied_at, now, bool(row.message_2_template)
+        )
+        if route == "refuse":
+            reason = templates.window_closed_reason(row.replied_at)
+            return Refused(
+                row.id, row.phone, "", kind="message_2", code="service_window_closed", reason=reason
+            )
+        if route == "template":
+            template = templates.render_template(row.message_2_template, "message_2_template", fill)
+        text = render(row.message_2 or "", values, defaults)
+        return OutboundMessage(row.id, row.phone, text, template, kind="message_2")
+    template = row.message_1_template
     if template:
-        params = [render(str(p), values, defaults) for p in template.get("parameters", [])]
-        template = {**template, "parameters": params}
-    text = render(row.message_1, values, defaults)  # type: ignore[attr-defined]
-    return OutboundMessage(row.id, row.phone, text, template)  # type: ignore[attr-defined]
+        template = templates.render_template(template, "message_1_template", fill)
+    text = render(row.message_1, values, defaults)
+    return OutboundMessage(row.id, row.phone, text, template)
 
 
 def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
-    """Hand each message to the provider once; never raise (errors become outcomes)."""
+    """Hand each message to the provider once; never raise (errors become outcomes).
+
+    A refused message is not handed over: it becomes its permanent failure."""
 
     def one(message: OutboundMessage) -> SendOutcome:
+        if isinstance(message, Refused):
+            error = PermanentError(message.code, message.reason)
+            return SendOutcome(message.message_id, error=error)
         try:
             result = provider.send(message)
             return SendOutcome(message.message_id, provider_message_id=result.provider_message_id)
@@ -102,19 +142,21 @@ def dispatch(
     max_wait: float = 2.0,
     stopping: Callable[[], bool] = lambda: False,
     recipient_ids: Sequence[int] | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> DispatchReport:
     """Send due messages within what the shared limiter grants, for up to ``budget_seconds``.
 
     ``stopping`` is checked between batches: a worker asked to shut down finishes the batch
     it holds (claimed messages are recorded, never abandoned) and claims no more.
-    ``message_ids`` and ``recipient_ids`` restrict what is due (see ``claim``).
+    ``message_ids`` and ``recipient_ids`` restrict what is due (see ``claim``); ``clock``
+    says when a claim happens (what is due, whether a reply's 24 h window is still open).
     """
     deadline = time.monotonic() + budget_seconds
     total = DispatchReport()
     paced = not limiter.rules.unpaced
     while time.monotonic() < deadline and not stopping():
         # Paced, a reservation spends a slot: look first. Unpaced, the claim itself tells.
-        if paced and not _has_due(settings, message_ids, recipient_ids):
+        if paced and not _has_due(settings, message_ids, recipient_ids, clock()):
             break
         try:
             decision = limiter.reserve(max_wait=max_wait, wanted=batch)
@@ -131,7 +173,7 @@ def dispatch(
         delay = decision.at - time.time()
         if delay > 0:
             time.sleep(delay)
-        messages = claim(settings, decision.count, message_ids, recipient_ids)
+        messages = claim(settings, decision.count, message_ids, recipient_ids, clock())
         if len(messages) < decision.count and limiter.rules.unpaced:
             limiter.refund(decision.count - len(messages))
         if not messages:
@@ -143,7 +185,7 @@ def dispatch(
         total.retried += report.retried
         total.outcomes.extend(outcomes)
     else:
-        total.more = _has_due(settings, message_ids, recipient_ids)
+        total.more = _has_due(settings, message_ids, recipient_ids, clock())
     return total
 
 
@@ -181,7 +223,10 @@ def _record(
 
 
 def _has_due(
-    settings: Settings, message_ids: Sequence[int] | None, recipient_ids: Sequence[int] | None
+    settings: Settings,
+    message_ids: Sequence[int] | None,
+    recipient_ids: Sequence[int] | None,
+    now: datetime,
 ) -> bool:
     with session_scope(settings) as session:
-        return claims.has_due(session, utcnow(), message_ids, recipient_ids)
+        return claims.has_due(session, now, message_ids, recipient_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from relance.campaigns.domain import CampaignStatus
 from relance.campaigns.queries import get_campaign
 from relance.campaigns.schemas import CampaignCreate, CampaignUpdate
+from relance.campaigns.template_schemas import TemplateIn
 from relance.config import Settings
 from relance.errors import Conflict, Invalid
 from relance.models import (
@@ -55,14 +57,17 @@ def _set_audience(
             session.execute(insert(link), rows)
 
 
+def _stored(template: TemplateIn | None) -> dict[str, Any] | None:
+    return template.stored() if template is not None else None
+
+
 def create_campaign(session: Session, settings: Settings, data: CampaignCreate) -> Campaign:
     campaign = Campaign(
         name=data.name,
         message_1=data.message_1,
-        message_1_template=data.message_1_template.model_dump()
-        if data.message_1_template
-        else None,
+        message_1_template=_stored(data.message_1_template),
         message_2=data.message_2 or None,
+        message_2_template=_stored(data.message_2_template),
         reply_window_seconds=data.reply_window_seconds or settings.reply_window_seconds,
         placeholder_defaults=data.placeholder_defaults,
         scheduled_at=data.scheduled_at,
@@ -89,8 +94,11 @@ def update_campaign(session: Session, campaign_id: int, data: CampaignUpdate) ->
     ):
         if name in fields and (fields[name] is not None or name in ("message_2", "scheduled_at")):
             setattr(campaign, name, fields[name])
+    # From the model, not the partial dump: a template's own defaults (language) are kept.
     if "message_1_template" in fields:
-        campaign.message_1_template = fields["message_1_template"]
+        campaign.message_1_template = _stored(data.message_1_template)
+    if "message_2_template" in fields:
+        campaign.message_2_template = _stored(data.message_2_template)
     _set_audience(session, campaign_id, fields.get("category_ids"), fields.get("contact_ids"))
     session.flush()
     return campaign

@@ -26,6 +26,7 @@ from relance.campaigns.schemas import (
     StatsOut,
     Timeline,
 )
+from relance.campaigns.template_endpoints import CatalogDep, find_in
 from relance.config import get_settings
 from relance.contacts.schemas import MAX_ID
 from relance.db import session_scope
@@ -216,6 +217,7 @@ def timeline(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
 
 
 @dashboard.post("/preview", response_model=PreviewOut)
-def preview(data: PreviewIn, session: DbSession) -> dict[str, Any]:
-    """The messages as the first contact of the chosen categories would read them."""
-    return preview_texts(session, data)
+def preview(data: PreviewIn, session: DbSession, catalog: CatalogDep) -> dict[str, Any]:
+    """The messages as the first contact of the chosen categories would read them; a template
+    filled from its own texts (the business account's list, with the meta provider)."""
+    return preview_texts(session, data, find_in(catalog))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relance.campaigns import repository as repo
-from relance.campaigns import texts
+from relance.campaigns import templates, texts
 from relance.campaigns.domain import CampaignStatus
 from relance.campaigns.followups import Followups, after_commit_dispatch
 from relance.campaigns.queries import get_campaign
@@ -48,9 +48,9 @@ def check_texts(session: Session, campaign: Campaign) -> None:
     exceed its limit with the longest values a contact may hold: a launch with neither
     reads no contact, whatever its audience's size.
     """
-    template = campaign.message_1_template
-    all_texts = texts.campaign_texts(campaign.message_1, campaign.message_2, template)
-    problems = texts.form_problems(all_texts, template)
+    template, template_2 = campaign.message_1_template, campaign.message_2_template
+    all_texts = texts.campaign_texts(campaign.message_1, campaign.message_2, template, template_2)
+    problems = texts.form_problems(all_texts, template, template_2)
     if problems:
         raise Invalid(problems)
     defaults = campaign.placeholder_defaults or {}
@@ -95,8 +95,27 @@ def check_texts(session: Session, campaign: Campaign) -> None:
         raise Invalid(errors)
 
 
-def check_launch(session: Session, campaign: Campaign) -> None:
+def check_templates(campaign: Campaign, provider: str) -> None:
+    """422 when the provider cannot deliver the campaign's messages as they are written."""
+    problems = []
+    problem = templates.message_1_problem(provider, campaign.message_1_template)
+    if problem:
+        problems.append({"field": "message_1_template", "msg": f"message_1_template: {problem}"})
+    if campaign.message_2_template and not campaign.message_2:
+        problems.append(
+            {
+                "field": "message_2_template",
+                "msg": "message_2_template stands in for message_2 past the 24 h window: "
+                "set message_2 too",
+            }
+        )
+    if problems:
+        raise Invalid(problems)
+
+
+def check_launch(session: Session, campaign: Campaign, provider: str) -> None:
     """What a launch needs, checked at launch and again when a scheduled campaign starts."""
+    check_templates(campaign, provider)
     if not repo.has_reachable_contact(session, campaign.id):
         raise Invalid(EMPTY_AUDIENCE)
     check_texts(session, campaign)
@@ -117,7 +136,7 @@ def launch_campaign(
             f"campaign {campaign_id} is {campaign.status}: only a draft or a "
             "scheduled campaign can be launched"
         )
-    check_launch(session, campaign)
+    check_launch(session, campaign, settings.provider)
     if campaign.status == C.DRAFT and campaign.scheduled_at and campaign.scheduled_at > now:
         campaign.status = C.SCHEDULED.value
         session.flush()
@@ -174,7 +193,7 @@ def start_due_scheduled(
     for campaign in due:
         try:
             with savepoint(session):
-                check_launch(session, campaign)
+                check_launch(session, campaign, settings.provider)
                 start_sending(session, settings, followups, campaign, now)
             started.append(campaign.id)
         except Invalid as exc:

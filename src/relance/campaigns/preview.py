@@ -6,14 +6,16 @@ megabytes; what is too long says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from relance.campaigns.schemas import PreviewIn, SampleContact
-from relance.campaigns.texts import campaign_texts
+from relance.campaigns.template_preview import template_preview
+from relance.campaigns.templates import PARAMETER, TEMPLATE_PARAMETER_MAX
+from relance.campaigns.texts import CampaignText, campaign_texts
 from relance.contacts.domain import (
     contact_values,
     missing_placeholders,
@@ -41,7 +43,17 @@ def _sample_contact(session: Session, category_ids: Sequence[int]) -> Contact | 
     )
 
 
-def preview(session: Session, data: PreviewIn) -> dict[str, Any]:
+# A template's texts from the business account's list by (name, language), or None and why.
+FindTemplate = Callable[[str, str], tuple[dict[str, Any] | None, str | None]]
+
+
+def _no_list(name: str, language: str) -> tuple[dict[str, Any] | None, str | None]:
+    return None, None
+
+
+def preview(
+    session: Session, data: PreviewIn, find_template: FindTemplate = _no_list
+) -> dict[str, Any]:
     """The messages as the first contact of the chosen categories would read them."""
     contact = _sample_contact(session, data.category_ids)
     values = (
@@ -53,19 +65,26 @@ def preview(session: Session, data: PreviewIn) -> dict[str, Any]:
     errors: dict[str, str] = {}
     missing: set[str] = set()
     shown: dict[str, str | None] = {}
-    template = {"parameters": data.template_parameters}
-    for text in campaign_texts(data.message_1, data.message_2, template):
-        field = text.field.replace("message_1_template.parameters", "template_parameters")
+    templates = {
+        "message_1_template": data.message_1_template.stored() if data.message_1_template else None,
+        "message_2_template": data.message_2_template.stored() if data.message_2_template else None,
+    }
+    texts = campaign_texts(data.message_1, data.message_2, *templates.values())
+    texts += [
+        CampaignText(f"template_parameters.{i}", p, TEMPLATE_PARAMETER_MAX, PARAMETER)
+        for i, p in enumerate(data.template_parameters)
+    ]
+    for text in texts:
         problem = valid_template(text.text)
         if problem:
-            errors[field] = problem
-            shown[field] = None
+            errors[text.field] = problem
+            shown[text.field] = None
             continue
         missing |= missing_placeholders(text.text, {**defaults, **values})
         # Cut at the limit: a long attribute in many placeholders must not build megabytes.
-        shown[field], length = render_within(text.text, values, defaults, text.limit)
+        shown[text.field], length = render_within(text.text, values, defaults, text.limit)
         if length > text.limit:
-            errors[field] = (
+            errors[text.field] = (
                 f"too long once personalised for this contact: {length:,} characters; "
                 f"{text.limited_by} allows {text.limit:,}"
             )
@@ -82,11 +101,22 @@ def preview(session: Session, data: PreviewIn) -> dict[str, Any]:
         if contact
         else None
     )
+    previews = {
+        prefix: template_preview(
+            template,
+            prefix,
+            shown,
+            *find_template(str(template["name"]), str(template["language"])),
+        )
+        for prefix, template in templates.items()
+        if template is not None
+    }
     return {
         "contact": sample,
         "message_1": shown["message_1"],
         "message_2": shown.get("message_2"),
         "template_parameters": parameters,
+        **previews,
         "missing": sorted(missing),
         "errors": errors,
     }

@@ -136,6 +136,7 @@ def campaign_out(session: Session, campaign: Campaign) -> dict[str, Any]:
                 "message_1",
                 "message_1_template",
                 "message_2",
+                "message_2_template",
                 "reply_window_seconds",
                 "placeholder_defaults",
                 "status",

@@ -8,25 +8,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from relance.campaigns.domain import schedule_in_range
-from relance.campaigns.texts import (
-    DEFAULT_VALUE_MAX,
-    TEMPLATE_PARAMETER_MAX,
-    TEMPLATE_PARAMETERS_MAX,
-    TEXT_MAX,
-)
-from relance.contacts.domain import valid_template
+from relance.campaigns.template_schemas import TemplateIn, TemplatePreview
+from relance.campaigns.template_schemas import check_text as _check_text
+from relance.campaigns.templates import TEMPLATE_PARAMETER_MAX, TEMPLATE_PARAMETERS_MAX
+from relance.campaigns.texts import DEFAULT_VALUE_MAX, TEXT_MAX
 from relance.contacts.schemas import MAX_ID, MAX_IDS, IdList, no_nul
 from relance.models import utcnow
-
-
-def _check_text(value: str | None) -> str | None:
-    if value is None:
-        return value
-    no_nul(value)
-    problem = valid_template(value)
-    if problem:
-        raise ValueError(problem)
-    return value
 
 
 def _check_schedule(value: datetime | None) -> datetime | None:
@@ -41,28 +28,21 @@ Defaults = Annotated[
     ],
     Field(max_length=100),
 ]
-# A template parameter is personalised like a message: its placeholders must parse.
-TemplateParameter = Annotated[
-    str, Field(max_length=TEMPLATE_PARAMETER_MAX), AfterValidator(_check_text)
-]
-
-
-class TemplateIn(BaseModel):
-    """A WhatsApp Cloud API template for Message 1 (marketing outside the 24 h window)."""
-
-    name: Text = Field(min_length=1, max_length=512, examples=["spring_promo"])
-    language: Text = Field(default="fr", min_length=2, max_length=15, examples=["fr"])
-    parameters: list[TemplateParameter] = Field(
-        default_factory=list, max_length=TEMPLATE_PARAMETERS_MAX, examples=[["{first_name}"]]
-    )
 
 
 class CampaignBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message_1_template: TemplateIn | None = None
+    message_1_template: TemplateIn | None = Field(
+        default=None, description="required with the meta provider: Message 1 as a template"
+    )
     message_2: str | None = Field(
         default=None, max_length=TEXT_MAX, examples=["Merci {first_name} !"]
+    )
+    message_2_template: TemplateIn | None = Field(
+        default=None,
+        description="sent instead of message_2 once the 24 h window the reply opened has "
+        "closed (meta provider)",
     )
     category_ids: IdList = Field(default_factory=list, examples=[[1]])
     contact_ids: IdList = Field(default_factory=list)
@@ -100,6 +80,7 @@ class CampaignOut(BaseModel):
     message_1: str
     message_1_template: dict[str, Any] | None
     message_2: str | None
+    message_2_template: dict[str, Any] | None
     reply_window_seconds: int
     placeholder_defaults: dict[str, Any]
     status: str
@@ -223,6 +204,8 @@ class PreviewIn(BaseModel):
     template_parameters: list[Annotated[str, Field(max_length=TEMPLATE_PARAMETER_MAX)]] = Field(
         default_factory=list, max_length=TEMPLATE_PARAMETERS_MAX
     )
+    message_1_template: TemplateIn | None = None
+    message_2_template: TemplateIn | None = None
     category_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         default_factory=list, max_length=MAX_IDS
     )
@@ -243,5 +226,7 @@ class PreviewOut(BaseModel):
     message_1: str | None
     message_2: str | None
     template_parameters: list[str]
+    message_1_template: TemplatePreview | None = None
+    message_2_template: TemplatePreview | None = None
     missing: list[str]
     errors: dict[str, str]

@@ -12,16 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from relance.campaigns.templates import template_problems, template_texts
 from relance.contacts.domain import NAME_FIELDS, longest_rendering, valid_template
 from relance.contacts.schemas import ATTRIBUTE_VALUE_MAX, NAME_MAX
 
 # A WhatsApp text message body (Cloud API ``text.body``).
 TEXT_MAX = 4096
-# A template body parameter: Meta allows 1,024 characters when the template has components
-# other than its body (32,768 when the body is the only one); relance does not know the
-# template's other components, so it holds every parameter to the lower limit.
-TEMPLATE_PARAMETER_MAX = 1024
-TEMPLATE_PARAMETERS_MAX = 20
 DEFAULT_VALUE_MAX = 1000
 
 
@@ -36,41 +32,36 @@ class CampaignText:
 
 
 def campaign_texts(
-    message_1: str, message_2: str | None, template: Mapping[str, Any] | None
+    message_1: str,
+    message_2: str | None,
+    template: Mapping[str, Any] | None,
+    message_2_template: Mapping[str, Any] | None = None,
 ) -> list[CampaignText]:
     """Every text of a campaign that is personalised and sent."""
     texts = [CampaignText("message_1", message_1, TEXT_MAX)]
     if message_2:
         texts.append(CampaignText("message_2", message_2, TEXT_MAX))
-    parameters = (template or {}).get("parameters") or []
-    for i, parameter in enumerate(parameters):
-        field = f"message_1_template.parameters.{i}"
-        texts.append(
-            CampaignText(
-                field, str(parameter), TEMPLATE_PARAMETER_MAX, "a WhatsApp template parameter"
-            )
+    for prefix, value in (
+        ("message_1_template", template),
+        ("message_2_template", message_2_template),
+    ):
+        texts.extend(
+            CampaignText(t.field, t.text, t.limit, t.limited_by)
+            for t in template_texts(value, prefix)
         )
     return texts
 
 
 def form_problems(
-    texts: list[CampaignText], template: Mapping[str, Any] | None
+    texts: list[CampaignText], template: Any, message_2_template: Any = None
 ) -> list[dict[str, str]]:
     """What is wrong with the texts as written, as ``{field, msg}`` (empty when nothing).
 
     The request schemas refuse these already; a campaign stored before they did is refused
     here, at launch, instead of failing later.
     """
-    problems = []
-    parameters = (template or {}).get("parameters") or []
-    if len(parameters) > TEMPLATE_PARAMETERS_MAX:
-        problems.append(
-            {
-                "field": "message_1_template.parameters",
-                "msg": f"message_1_template has {len(parameters)} parameters; "
-                f"at most {TEMPLATE_PARAMETERS_MAX} are allowed",
-            }
-        )
+    problems = template_problems(template, "message_1_template")
+    problems += template_problems(message_2_template, "message_2_template")
     for text in texts:
         problem = valid_template(text.text)
         if problem:

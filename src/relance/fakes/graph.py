@@ -9,7 +9,11 @@ and recorded (``accepted``: arrival time, recipient, our message id, text). On d
 * posts a signed ``sent`` status carrying ``biz_opaque_callback_data`` to ``webhook_url`` for
   each accepted send, one after the other, retried until answered 200, as Meta does;
 * keeps the first arrival time, per recipient, of texts starting with ``mark`` (the bench's
-  "Message 2 handed to the provider" moment).
+  "Message 2 handed to the provider" moment);
+* serves ``GET /{version}/{waba_id}/message_templates`` from ``templates``, ``page_size`` at a
+  time with Meta's cursor paging (``paging.cursors.before/after``, ``next`` and ``previous``
+  URLs; an unknown WABA id is Meta's code 100 error), counting the requests in
+  ``template_requests``; with ``keep_templates``, each accepted send keeps its ``template``.
 
 In a test it runs in a thread of the test process (``start``/``close``, or ``with``); the bench
 runs it alone: ``python -m relance.fakes.graph PORT [--mark PREFIX]``, and reads
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import sys
@@ -28,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from relance.providers.meta_webhooks import sign, status_payload
 
@@ -36,7 +42,19 @@ WEBHOOK_ATTEMPTS = 50  # Meta retries a webhook until it is accepted
 WEBHOOK_RETRY_SECONDS = 0.2
 _RATE_LIMITED = b'{"error": {"code": 130429, "message": "Rate limit hit"}}'
 _NOT_FOUND = b'{"error": {"code": 100, "message": "unknown path"}}'
-_REASONS = {200: b"OK", 404: b"Not Found", 429: b"Too Many Requests"}
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 429: b"Too Many Requests"}
+
+
+def cursor(offset: int) -> str:
+    """Graph API cursors are base64 with '=' written 'ZD': 0 -> 'MAZDZD', 24 -> 'MjQZD'."""
+    return base64.b64encode(str(offset).encode()).decode().replace("=", "ZD")
+
+
+def offset_of(value: str) -> int:
+    padding = 0
+    while value.endswith("ZD") and padding < 2:
+        value, padding = value[:-2], padding + 1
+    return int(base64.b64decode(value + "=" * padding))
 
 
 class Accepted(NamedTuple):
@@ -47,6 +65,7 @@ class Accepted(NamedTuple):
     our_id: int  # biz_opaque_callback_data: relance's message id
     wamid: str
     text: str
+    template: dict[str, Any] | None = None  # the Cloud API ``template`` object, if one
 
 
 class FakeGraph:
@@ -57,12 +76,22 @@ class FakeGraph:
         delay: float = 0.0,
         webhook_url: str | None = None,
         mark: str | None = None,
+        templates: list[dict[str, Any]] | None = None,
+        waba_id: str = "102290129340398",
+        page_size: int = 25,
+        keep_templates: bool = False,
     ) -> None:
         self.app_secret = app_secret
         self.rate_limit = rate_limit
         self.delay = delay
         self.webhook_url = webhook_url
         self.mark = mark
+        self.templates = templates or []
+        self.waba_id = waba_id
+        self.page_size = page_size
+        # Off for the bench: a million sends would keep a million dicts.
+        self.keep_templates = keep_templates
+        self.template_requests = 0
         self.accepted: list[Accepted] = []
         self.marked: dict[str, float] = {}
         self.requests = 0
@@ -99,6 +128,8 @@ class FakeGraph:
     def _route(self, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
         if method == b"POST" and path.endswith(b"/messages"):
             return self._send(body)
+        if method == b"GET" and urlsplit(path.decode()).path.endswith("/message_templates"):
+            return self._message_templates(path.decode())
         if method == b"GET" and path == STATS_PATH.encode():
             return 200, json.dumps({"sent": len(self.accepted), "marked": self.marked}).encode()
         return 404, _NOT_FOUND
@@ -113,7 +144,9 @@ class FakeGraph:
         to = str(payload.get("to", ""))
         text = str((payload.get("text") or {}).get("body", ""))
         wamid = f"{self._prefix}{len(self.accepted) + 1}"
-        accepted = Accepted(now, to, int(payload.get("biz_opaque_callback_data") or 0), wamid, text)
+        our_id = int(payload.get("biz_opaque_callback_data") or 0)
+        template = payload.get("template") if self.keep_templates else None
+        accepted = Accepted(now, to, our_id, wamid, text, template)
         self.accepted.append(accepted)
         if self.mark and text.startswith(self.mark):
             self.marked.setdefault(to, now)
@@ -124,6 +157,41 @@ class FakeGraph:
             b'{"messaging_product":"whatsapp","contacts":[{"input":"%s","wa_id":"%s"}],'
             b'"messages":[{"id":"%s"}]}' % (to.encode(), to.encode(), wamid.encode())
         )
+
+    def _message_templates(self, target: str) -> tuple[int, bytes]:
+        """One page of ``templates`` as Meta pages ``GET /{waba_id}/message_templates``."""
+        self.template_requests += 1
+        url = urlsplit(target)
+        waba_id = url.path.rstrip("/").split("/")[-2]
+        if waba_id != self.waba_id:
+            error = {
+                "message": f"Unsupported get request. Object with ID '{waba_id}' does not "
+                "exist, cannot be loaded due to missing permissions, or does not support "
+                "this operation.",
+                "type": "GraphMethodException",
+                "code": 100,
+                "error_subcode": 33,
+                "fbtrace_id": "AbCdEfGhIjK",
+            }
+            return 400, json.dumps({"error": error}).encode()
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        size = int(query.get("limit", self.page_size))
+        size = max(1, min(size, self.page_size))
+        start = offset_of(query["after"]) + 1 if "after" in query else 0
+        page = self.templates[start : start + size]
+        body: dict[str, Any] = {"data": page}
+        if page:
+            last = start + len(page) - 1
+            paging: dict[str, Any] = {"cursors": {"before": cursor(start), "after": cursor(last)}}
+            base = f"{self.url}{url.path}?"
+            if last + 1 < len(self.templates):
+                paging["next"] = base + urlencode({**query, "after": cursor(last)})
+            if start > 0:
+                paging["previous"] = base + urlencode(
+                    {k: v for k, v in {**query, "before": cursor(start)}.items() if k != "after"}
+                )
+            body["paging"] = paging
+        return 200, json.dumps(body).encode()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections += 1

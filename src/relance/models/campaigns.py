@@ -55,9 +55,11 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     message_1: Mapped[str] = mapped_column(Text)
-    # Cloud API template for Message 1: {"name", "language", "parameters": [...]}.
+    # Cloud API templates (campaigns/templates.py): Message 1's, and Message 2's once the
+    # 24 h window its reply opened has closed.
     message_1_template: Mapped[dict[str, Any] | None]
     message_2: Mapped[str | None] = mapped_column(Text)
+    message_2_template: Mapped[dict[str, Any] | None]
     placeholder_defaults: Mapped[dict[str, Any]] = mapped_column(default=dict)
     reply_window_seconds: Mapped[int]
     status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT.value)

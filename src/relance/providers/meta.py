@@ -120,19 +120,60 @@ def request_body(message: OutboundMessage) -> dict[str, Any]:
 
 
 def _template(template: Mapping[str, Any]) -> dict[str, Any]:
+    """Cloud API's ``template`` object from a rendered campaign template
+    (``campaigns/templates.py``): header, body parameters by position or by name, button
+    parameters by index, in the order Meta's examples give them."""
     name = template.get("name")
     language = template.get("language")
     if not isinstance(name, str) or not name or not isinstance(language, str) or not language:
         raise PermanentError("template", "a template needs a non-empty 'name' and 'language'")
     parameters = template.get("parameters") or []
-    if not isinstance(parameters, list):
-        raise PermanentError("template", "template 'parameters' must be a list of strings")
+    named = template.get("named_parameters") or {}
+    if not isinstance(parameters, list) or not isinstance(named, Mapping):
+        raise PermanentError("template", "template parameters must be a list or an object")
+    components = []
+    header = template.get("header")
+    if isinstance(header, Mapping):
+        components.append({"type": "header", "parameters": [_header_parameter(header)]})
+    body = [{"type": "text", "text": str(p)} for p in parameters] + [
+        {"type": "text", "parameter_name": str(n), "text": str(v)} for n, v in named.items()
+    ]
+    if body:
+        components.append({"type": "body", "parameters": body})
+    buttons = template.get("buttons") or []
+    for button in sorted(buttons, key=lambda b: int(b.get("index", 0))):
+        components.append(_button(button))
     result: dict[str, Any] = {"name": name, "language": {"code": language}}
-    if parameters:
-        result["components"] = [
-            {"type": "body", "parameters": [{"type": "text", "text": str(p)} for p in parameters]}
-        ]
+    if components:
+        result["components"] = components
     return result
+
+
+def _header_parameter(header: Mapping[str, Any]) -> dict[str, Any]:
+    kind = header.get("format")
+    if kind == "text":
+        parameter = {"type": "text", "text": str(header.get("text", ""))}
+        if header.get("parameter_name"):
+            parameter["parameter_name"] = str(header["parameter_name"])
+        return parameter
+    if kind in ("image", "video", "document") and header.get("link"):
+        media = {"link": str(header["link"])}
+        if kind == "document" and header.get("filename"):
+            media["filename"] = str(header["filename"])
+        return {"type": kind, kind: media}
+    raise PermanentError("template", f"unsendable template header: {dict(header)!r}"[:300])
+
+
+def _button(button: Mapping[str, Any]) -> dict[str, Any]:
+    sub_type = button.get("sub_type")
+    if sub_type == "quick_reply":
+        parameter = {"type": "payload", "payload": str(button.get("payload", ""))}
+    elif sub_type == "url":
+        parameter = {"type": "text", "text": str(button.get("text", ""))}
+    else:
+        raise PermanentError("template", f"unsendable template button: {dict(button)!r}"[:300])
+    index = str(button.get("index", 0))
+    return {"type": "button", "sub_type": sub_type, "index": index, "parameters": [parameter]}
 
 
 def _message_id(response: httpx.Response) -> str:

@@ -1,4 +1,4 @@
-// New campaign form: live audience count and preview, "Save draft" and "Launch".
+// New campaign form: live audience count and preview, WhatsApp templates, "Save draft" and "Launch".
 "use strict";
 
 (() => {
@@ -7,6 +7,153 @@
   const formError = document.getElementById("form-error");
   const $ = (id) => document.getElementById(id);
   let draftId = null; // set once saved: a second try edits that draft instead of making another
+
+  // WhatsApp templates ----------------------------------------------------------------------
+  // With the meta provider, GET /api/templates lists the business account's templates; each
+  // picker asks for the values the chosen one needs (placeholders like {first_name} allowed).
+  let templates = [];
+  let autoMessage1 = ""; // the Message 1 text last written from the template, until edited
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function parameterLabel(p) {
+    if (p.component === "header") return p.kind === "text" ? "Header {{" + p.name + "}}" : "Header " + p.kind + " (link)";
+    if (p.component === "body") return "Body {{" + p.name + "}}";
+    if (p.kind === "url_suffix") return "Button " + (p.button_index + 1) + ": end of its URL";
+    return "Button " + (p.button_index + 1) + " “" + p.name + "”: payload (optional)";
+  }
+
+  function makePicker(box) {
+    const prefix = box.dataset.templatePrefix;
+    const select = box.querySelector("select");
+    const holder = box.querySelector("[data-template-parameters]");
+    const info = box.querySelector("[data-template-info]");
+    let chosen = null;
+
+    function render() {
+      holder.replaceChildren();
+      info.textContent = "";
+      if (!chosen) return;
+      info.textContent = [chosen.category, chosen.language, chosen.status].filter(Boolean).join(" · ") +
+        (chosen.status === "APPROVED" ? "" : " — WhatsApp sends only approved templates");
+      for (const p of chosen.parameters) {
+        const id = prefix + "." + p.field;
+        const field = element("div", "field");
+        field.dataset.field = id;
+        const label = element("label", "", parameterLabel(p));
+        label.htmlFor = id;
+        const input = element("input");
+        input.id = id;
+        input.dataset.templateField = p.field;
+        input.maxLength = p.kind === "text" && p.component === "header" ? 60 : p.component === "header" ? 2000 : 1024;
+        input.placeholder = p.example || "";
+        const hint = element("p", "hint", p.example ? "Example: " + p.example : "");
+        const error = element("p", "field-error");
+        error.dataset.errorFor = id;
+        error.hidden = true;
+        field.append(label, input, hint, error);
+        holder.append(field);
+      }
+    }
+
+    /** The TemplateIn the campaign stores, or null. */
+    function value() {
+      if (!chosen) return null;
+      const out = { name: chosen.name, language: chosen.language };
+      const buttons = [];
+      for (const p of chosen.parameters) {
+        const input = holder.querySelector('[data-template-field="' + CSS.escape(p.field) + '"]');
+        const text = input ? input.value : "";
+        if (!p.required && !text.trim()) continue;
+        const [part, key, sub] = p.field.split(".");
+        if (p.field === "header.text") {
+          out.header = { format: "text", text };
+          if (!/^\d+$/.test(p.name)) out.header.parameter_name = p.name;
+        } else if (p.field === "header.link") {
+          out.header = { format: p.kind, link: text.trim() };
+        } else if (part === "parameters") {
+          (out.parameters = out.parameters || [])[Number(key)] = text;
+        } else if (part === "named_parameters") {
+          (out.named_parameters = out.named_parameters || {})[key] = text;
+        } else if (part === "buttons") {
+          // The API names a button's errors by its place in this list: point them at its input.
+          const slot = input && input.parentElement.querySelector("[data-error-for]");
+          if (slot) slot.dataset.errorFor = prefix + ".buttons." + buttons.length + "." + sub;
+          buttons.push({ index: Number(key), sub_type: sub === "payload" ? "quick_reply" : "url", [sub]: text });
+        }
+      }
+      if (buttons.length) out.buttons = buttons;
+      return out;
+    }
+
+    /** The chosen template's body with its parameters as typed: Message 1's own copy. */
+    function bodyText() {
+      if (!chosen) return "";
+      return chosen.body.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (whole, name) => {
+        const p = chosen.parameters.find((q) => q.component === "body" && q.name === name);
+        const input = p && holder.querySelector('[data-template-field="' + CSS.escape(p.field) + '"]');
+        return input && input.value ? input.value : whole;
+      });
+    }
+
+    function fill(items) {
+      select.replaceChildren(element("option", "", "No template"));
+      select.firstChild.value = "";
+      items.forEach((t, i) => {
+        const option = element("option", "", t.name + " (" + t.language + ")" + (t.status === "APPROVED" ? "" : " · " + t.status));
+        option.value = String(i);
+        if (t.unsupported) {
+          option.disabled = true;
+          option.textContent += " — " + t.unsupported;
+        }
+        select.append(option);
+      });
+      box.hidden = false;
+    }
+
+    select.addEventListener("change", () => {
+      chosen = select.value === "" ? null : templates[Number(select.value)];
+      render();
+      if (prefix === "message_1_template") writeMessage1();
+      schedulePreview();
+    });
+    holder.addEventListener("input", () => {
+      if (prefix === "message_1_template") writeMessage1();
+    });
+    return { prefix, value, bodyText, fill };
+  }
+
+  const pickers = [...document.querySelectorAll("[data-template-prefix]")].map(makePicker);
+
+  /** Message 1 follows the template while the user has not written one of their own. */
+  function writeMessage1() {
+    const text = pickers[0].bodyText();
+    const message1 = $("message_1");
+    if (message1.value !== "" && message1.value !== autoMessage1) return;
+    message1.value = text;
+    autoMessage1 = text;
+  }
+
+  async function loadTemplates() {
+    const answer = await api("GET", "/api/templates");
+    const status = $("templates-status");
+    if (!answer.ok) {
+      status.textContent = "WhatsApp templates could not be loaded: " + (answer.data && answer.data.detail);
+      return;
+    }
+    if (answer.data.provider !== "meta") {
+      status.textContent = answer.data.reason || "";
+      return;
+    }
+    templates = answer.data.items;
+    status.textContent = templates.length ? "" : "The business account has no template yet: create one in WhatsApp Manager.";
+    for (const picker of pickers) picker.fill(templates);
+  }
 
   function categoryIds() {
     return [...form.querySelectorAll('input[name="category_ids"]:checked')].map((box) => Number(box.value));
@@ -44,16 +191,8 @@
       category_ids: categoryIds(),
       reply_window_seconds: replyWindowSeconds(),
       placeholder_defaults: parseDefaults(),
-      message_1_template: null,
     };
-    const templateName = $("template_name").value.trim();
-    if (templateName) {
-      data.message_1_template = {
-        name: templateName,
-        language: $("template_language").value.trim() || "fr",
-        parameters: lines($("template_parameters").value),
-      };
-    }
+    for (const picker of pickers) data[picker.prefix] = picker.value();
     return data;
   }
 
@@ -150,14 +289,24 @@
       /* shown when saving */
     }
     const mine = ++previewRequest;
-    const answer = await api("POST", "/api/preview", {
+    const request = {
       message_1: $("message_1").value,
       message_2: $("message_2").value.trim() ? $("message_2").value : null,
-      template_parameters: $("template_name").value.trim() ? lines($("template_parameters").value) : [],
       category_ids: categoryIds(),
       placeholder_defaults: defaults,
-    });
-    if (mine !== previewRequest || !answer.ok) return;
+    };
+    for (const picker of pickers) request[picker.prefix] = picker.value();
+    const answer = await api("POST", "/api/preview", request);
+    if (mine !== previewRequest) return;
+    if (!answer.ok) {
+      // A template value the API refuses (an unclosed placeholder...): said by its preview.
+      const detail = Array.isArray(answer.data && answer.data.detail) ? answer.data.detail : [];
+      for (const picker of pickers) {
+        const said = detail.filter((d) => String(d.field).startsWith(picker.prefix)).map((d) => d.field + ": " + d.msg);
+        if (said.length) showTemplatePreview(picker.prefix, null, said);
+      }
+      return;
+    }
     const data = answer.data;
     const contact = data.contact;
     $("preview-contact").textContent = contact
@@ -167,22 +316,45 @@
     $("preview-message-2").textContent = data.errors.message_2
       ? "⚠ " + data.errors.message_2
       : data.message_2 || "(no Message 2: a contact is done once Message 1 is sent)";
-    const parameters = $("preview-parameters");
-    parameters.replaceChildren(
-      ...data.template_parameters.map((value, i) => {
-        const item = document.createElement("li");
-        const error = data.errors["template_parameters." + i];
-        item.textContent = error ? "⚠ " + error : value;
-        return item;
-      }),
-    );
-    $("preview-template").hidden = data.template_parameters.length === 0;
+    for (const picker of pickers) {
+      const errors = Object.entries(data.errors)
+        .filter(([field]) => field.startsWith(picker.prefix + "."))
+        .map(([field, msg]) => field + ": " + msg);
+      showTemplatePreview(picker.prefix, data[picker.prefix], errors);
+    }
     const missing = $("preview-missing");
     missing.hidden = !(contact && data.missing.length);
     missing.textContent = missing.hidden
       ? ""
       : "No value for " + data.missing.map((name) => "{" + name + "}").join(", ") +
         " for this contact: add a fallback value, or launching will be refused.";
+  }
+
+  /** A template as the sample contact reads it: header, body, footer, buttons. */
+  function showTemplatePreview(prefix, template, problems) {
+    const box = $(prefix + "-preview");
+    const part = (name) => box.querySelector('[data-preview="' + name + '"]');
+    box.hidden = !template && !problems.length;
+    const note = part("note");
+    const said = [template && template.note, ...problems.map((p) => "⚠ " + p)].filter(Boolean);
+    note.textContent = said.join(" ");
+    note.hidden = !said.length;
+    if (!template) return;
+    part("name").textContent = template.name + " (" + template.language + ")" + (template.status ? " · " + template.status : "");
+    const header = template.header;
+    part("header").textContent = !header ? "" : header.format === "text" ? header.text || "" : "[" + header.format + "] " + (header.link || "");
+    part("body").textContent = template.body !== null && template.body !== undefined
+      ? template.body
+      : Object.entries(template.values).map(([field, value]) => field + ": " + value).join("\n");
+    part("footer").textContent = template.footer || "";
+    part("buttons").replaceChildren(
+      ...template.buttons.map((button) => {
+        const item = element("li", "", button.text);
+        const detail = button.url || button.payload;
+        if (detail) item.append(element("small", "", detail));
+        return item;
+      }),
+    );
   }
 
   function schedulePreview() {
@@ -215,4 +387,5 @@
   form.addEventListener("submit", (event) => event.preventDefault());
   refreshCount();
   refreshPreview();
+  loadTemplates();
 })();
