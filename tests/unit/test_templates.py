@@ -239,7 +239,10 @@ def test_a_bad_template_is_refused_naming_where(value: dict[str, Any], location:
     assert location in _locations(value)
 
 
-TEXT = st.text(st.characters(blacklist_characters="{}\x00"), max_size=8)
+# No lone surrogates: pydantic (like JSON) refuses them before any rule of ours is asked.
+TEXT = st.text(
+    st.characters(blacklist_characters="{}\x00", blacklist_categories=("Cs",)), max_size=8
+)
 NAME = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
 
 
