@@ -80,22 +80,16 @@ def _encode(stats: dict[str, Any]) -> tuple[str, bool]:
     return json.dumps(jsonable_encoder(stats)), stats["status"] in FINAL
 
 
+@dataclass
 class LiveStats:
     """The streams of one process: a poller per followed campaign, a cap on open streams."""
 
-    def __init__(
-        self,
-        read: StatsReader,
-        max_streams: int,
-        max_seconds: float,
-        poll_seconds: float = POLL_SECONDS,
-    ) -> None:
-        self.read = read
-        self.max_streams = max_streams
-        self.max_seconds = max_seconds
-        self.poll_seconds = poll_seconds
-        self.open_streams = 0
-        self._feeds: dict[int, _Feed] = {}
+    read: StatsReader
+    max_streams: int
+    max_seconds: float
+    poll_seconds: float = POLL_SECONDS
+    open_streams: int = 0
+    _feeds: dict[int, _Feed] = field(default_factory=dict)
 
     async def open(self, campaign_id: int) -> EventStream:
         """A stream of the campaign's stats: 404 (NotFound) or 503 (StreamsFull) before it starts.
