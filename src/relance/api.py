@@ -57,6 +57,8 @@ class HealthOut(BaseModel):
     version: str | None = None
     database: dict[str, Any] | None = None
     broker: dict[str, Any] | None = None
+    workers: list[dict[str, Any]] | None = None
+    beat: list[dict[str, Any]] | None = None
 
 
 async def health(request: Request) -> JSONResponse:

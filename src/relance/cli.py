@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
-from relance import leases
+from relance import heartbeats, leases
 from relance.config import ConfigError, Settings, get_settings
 from relance.logs import configure_logging
 from relance.runner import CHILD_ENV
@@ -102,7 +102,19 @@ def beat(ctx: typer.Context) -> None:
     lease = leases.beat_lease(settings)
     leases.wait_for(lease, "beat")  # a second Beat waits here instead of ticking
     leases.watch(lease, on_lost=_beat_lost)
+    heartbeats.start(settings, "beat")
     celery_app.start([*_quiet(settings), "beat", "--loglevel", settings.log_level, *ctx.args])
+
+
+@cli.command()
+def check(role: Annotated[str, typer.Argument(help="worker or beat")]) -> None:
+    """Exit 0 if this host's worker (or Beat) beat lately: a container healthcheck."""
+    if role not in ("worker", "beat"):
+        typer.echo("relance check: the role is 'worker' or 'beat'", err=True)
+        raise typer.Exit(2)
+    if not heartbeats.alive_here(_settings(), role):
+        typer.echo(f"relance check: no {role} of this host beat lately", err=True)
+        raise typer.Exit(1)
 
 
 def _beat_lost() -> None:

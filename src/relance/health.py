@@ -78,5 +78,11 @@ class HealthProbe:
         healthy = all(check["ok"] for check in checks.values())
         body: dict[str, Any] = {"status": "ok" if healthy else "degraded"}
         if detailed:
-            body.update(version=__version__, **checks)
+            from relance import heartbeats
+
+            try:
+                alive: dict[str, Any] = heartbeats.report(self.settings)
+            except Exception:  # the database probe says why
+                alive = {}
+            body.update(version=__version__, **checks, **alive)
         return body, 200 if healthy else 503

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from relance.config import Settings, get_settings
 from relance.logs import configure_logging
@@ -96,3 +97,18 @@ def _after_fork(**_: Any) -> None:
 
     dispose_engines()
     configure_logging(settings.log_level, settings.log_json)
+
+
+@worker_ready.connect
+def _start_heartbeat(**_: Any) -> None:
+    from relance import heartbeats
+
+    heartbeats.start(settings, "worker")
+
+
+@worker_shutdown.connect
+def _say_stopped(**_: Any) -> None:
+    from relance import heartbeats
+
+    with contextlib.suppress(Exception):  # stopping anyway; a stale row says the same, later
+        heartbeats.forget(settings, "worker")

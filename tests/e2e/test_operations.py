@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -200,3 +201,37 @@ def test_two_beats_never_tick_the_same_period_twice(
         watch=[second],
     )
     assert "lease taken over" in second.log_tail()
+
+
+@pytest.mark.e2e
+def test_workers_and_beat_beat_and_health_tells_their_age(
+    tmp_path: Path, processes: Processes
+) -> None:
+    env = _env(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    up = processes.start("up", relance_command("up", "--port", str(port)), env, cwd=tmp_path)
+    wait_until(
+        lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200,
+        60,
+        "relance up",
+        watch=[up],
+        ignore=(httpx.HTTPError,),
+    )
+    key = cli_api_key(env, cwd=tmp_path)
+
+    def detail() -> dict[str, Any] | None:
+        body: dict[str, Any] = httpx.get(
+            f"{base}/health", headers={"Authorization": f"Bearer {key}"}, timeout=5
+        ).json()
+        return body if body.get("workers") and body.get("beat") else None
+
+    body = wait_until(detail, 60, "a worker and Beat heartbeat", watch=[up], interval=1)
+    assert all(p["alive"] for p in [*body["workers"], *body["beat"]]), body
+    assert "workers" not in httpx.get(f"{base}/health", timeout=5).json()  # public: status only
+    for role in ("worker", "beat"):
+        code, lines, _ = _run(relance_command("check", role), env, tmp_path)
+        assert code == 0, (role, lines)
+    processes.stop_all()
+    code, lines, _ = _run(relance_command("check", "worker"), env, tmp_path)
+    assert code == 1 and "no worker" in lines[-1], lines  # a clean stop said it was gone

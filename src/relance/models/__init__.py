@@ -11,6 +11,7 @@ from relance.models.campaigns import (
 )
 from relance.models.contacts import Category, Contact, contact_categories
 from relance.models.events import InboundEvent
+from relance.models.heartbeats import Heartbeat
 from relance.models.pacing import SenderPacing
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Campaign",
     "Category",
     "Contact",
+    "Heartbeat",
     "InboundEvent",
     "Message",
     "Recipient",
