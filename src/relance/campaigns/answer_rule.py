@@ -26,9 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import get_args
 
 from relance.campaigns.domain import OptSource
 from relance.contacts.domain import is_stop_keyword, stop_keywords
+from relance.providers.events import InteractionKind
 
 
 class Effect(StrEnum):
@@ -54,26 +56,6 @@ def _not(why: str) -> Verdict:
     return Verdict(Effect.NOT_AN_ANSWER, why)
 
 
-# The answers: a person wrote, tapped, sent something or reacted (``other``: Twilio's and
-# Wassenger's other types; ``unsupported``: a type the Cloud API cannot show us, still theirs).
-ANSWER_TYPES = frozenset(
-    {
-        "text",
-        "button",
-        "interactive",
-        "reaction",
-        "image",
-        "video",
-        "audio",
-        "document",
-        "sticker",
-        "location",
-        "contacts",
-        "order",
-        "unsupported",
-        "other",
-    }
-)
 NOT_ANSWERS: dict[str, str] = {
     "system": "system notice",
     "revoke": "the contact deleted a message",
@@ -81,6 +63,10 @@ NOT_ANSWERS: dict[str, str] = {
     "request_welcome": "the contact opened the chat, wrote nothing",
     "unknown": "message type unknown to relance",
 }
+# The answers: every other type of message is a person writing, tapping, sending something or
+# reacting (``other``: Twilio's and Wassenger's other types; ``unsupported``: a type the Cloud
+# API cannot show us, still theirs). A preference update is a consent change, never an answer.
+ANSWER_TYPES = frozenset(get_args(InteractionKind)) - set(NOT_ANSWERS) - {"user_preferences"}
 # interactive replies that are answers; another subtype (a call permission reply...) is not.
 ANSWER_INTERACTIVE = frozenset({"", "button_reply", "list_reply", "nfm_reply"})
 # Update fields and other notices (``NoticeEvent.kind``) and why none is an answer.

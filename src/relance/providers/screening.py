@@ -115,26 +115,22 @@ def screen(event: ProviderEvent) -> ProviderEvent:
             error_text=None if text is None else clean_text(text)[:MAX_ERROR_TEXT_LENGTH],
             **common,
         )
-    if isinstance(event, InteractionEvent):
-        return dataclasses.replace(
-            event,
-            text=clean_text(event.text),
-            subtype=_label(event.subtype),
-            payload=clean_text(event.payload),
-            **common,
-        )
-    if isinstance(event, TemplateEvent):
-        return dataclasses.replace(
-            event,
-            name=_label(event.name),
-            language=_label(event.language),
-            value=_label(event.value),
-            previous=_label(event.previous),
-            reason=clean_text(event.reason)[:MAX_ERROR_TEXT_LENGTH],
-            **common,
-        )
-    kind, detail = _label(event.kind), _label(event.detail)
-    return dataclasses.replace(event, kind=kind, detail=detail, **common)
+    common.update((name, clean_text(getattr(event, name))) for name in _TEXTS[type(event)])
+    common.update((name, _label(getattr(event, name))) for name in _LABELS[type(event)])
+    return dataclasses.replace(event, **common)
+
+
+# The texts of each other event type as stored: free texts cleaned, short labels also bounded.
+_TEXTS: dict[type, tuple[str, ...]] = {
+    InteractionEvent: ("text", "payload"),
+    TemplateEvent: ("reason",),
+    NoticeEvent: (),
+}
+_LABELS: dict[type, tuple[str, ...]] = {
+    InteractionEvent: ("subtype",),
+    TemplateEvent: ("name", "language", "value", "previous"),
+    NoticeEvent: ("kind", "detail"),
+}
 
 
 def _label(value: str) -> str:

@@ -32,20 +32,17 @@ def upgrade() -> None:
     )
     op.add_column("contacts", sa.Column("opt_source", sa.String(length=20), nullable=True))
     op.execute("UPDATE contacts SET opt_changed_at = opted_out_at WHERE opted_out_at IS NOT NULL")
+    contact = sa.ForeignKey(
+        "contacts.id", name="fk_contact_opt_changes_contact_id_contacts", ondelete="CASCADE"
+    )
     op.create_table(
         "contact_opt_changes",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("contact_id", sa.Integer(), contact, nullable=False),
         sa.Column("opted_out", sa.Boolean(), nullable=False),
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("changed_at", relance.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["contact_id"],
-            ["contacts.id"],
-            name=op.f("fk_contact_opt_changes_contact_id_contacts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_contact_opt_changes")),
+        sa.PrimaryKeyConstraint("id", name="pk_contact_opt_changes"),
     )
     op.create_index(
         op.f("ix_contact_opt_changes_contact_id"), "contact_opt_changes", ["contact_id"]
