@@ -305,3 +305,13 @@ def test_any_text_in_a_new_event_is_screened_to_what_the_database_holds(
         assert "\x00" not in stored
         stored.encode("utf-8")  # no lone surrogate
         assert len(event.dedup_key) <= MAX_KEY_LENGTH
+
+
+def test_a_template_signal_with_an_id_no_provider_sends_is_rejected_not_applied() -> None:
+    payload = load("webhook_message_template_quality_update.json")
+    payload["entry"][0]["changes"][0]["value"]["message_template_id"] = "9" * 1000
+
+    (event,) = map(screen, parse(json.dumps(payload).encode()))
+
+    assert event.rejected == "template id longer than 200 characters (1000)"
+    assert len(event.dedup_key) <= MAX_KEY_LENGTH
