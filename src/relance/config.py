@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     public_url: str = ""
     default_region: str = "FR"
     stop_keywords: str = "STOP,ARRET,UNSUBSCRIBE"
+    # Meta's marketing opt-out quick-reply button sends its label, in the template's language,
+    # as the reply's text and payload: these labels (case and accents ignored) opt out.
+    stop_buttons: str = "Stop promotions,Parar promoções,Detener promociones,Остановить рекламу"
 
     simulator_webhook_url: str = Field(
         default="", description="where the simulator posts; default PUBLIC_URL/webhooks/simulator"

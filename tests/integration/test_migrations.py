@@ -18,6 +18,7 @@ from relance.migrate import downgrade, upgrade
 TABLES = {
     "contacts",
     "categories",
+    "contact_opt_changes",
     "contact_categories",
     "campaigns",
     "campaign_categories",

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from relance.api import create_app
+from relance.campaigns.answers import opt_in, opt_out
+from relance.campaigns.domain import OptSource
 from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
 from relance.db import session_scope
@@ -17,7 +19,7 @@ from relance.deps import get_followups
 from relance.gate import API_KEY_COOKIE
 from relance.models import Contact
 from tests.support.api import new_api_key
-from tests.support.engine import FakeProvider, make_campaign, run_dispatch, seed_contacts
+from tests.support.engine import FakeProvider, make_campaign, phone, run_dispatch, seed_contacts
 
 PAGES = ("/", "/campaigns/new", "/contacts")
 
@@ -305,3 +307,32 @@ def test_static_files_are_served_and_nothing_else(anonymous: TestClient) -> None
         assert r.headers["content-type"].startswith(kind)
     for bad in ("pages.py", "..%2Fpages.py", "missing.css", ".hidden.css", "APP.CSS"):
         assert anonymous.get(f"/static/{bad}").status_code == 404, bad
+
+
+def test_contacts_page_says_when_and_from_what_each_contact_opted_out_or_in(
+    browser: TestClient, settings: Settings
+) -> None:
+    with session_scope(settings) as session:
+        seed_contacts(session, 3)
+        opt_out(session, phone(0), source=OptSource.BUTTON)
+        opt_out(session, phone(1), source=OptSource.PREFERENCE)
+        opt_in(session, phone(1), source=OptSource.PREFERENCE)
+        stopped = session.scalars(select(Contact).where(Contact.phone == phone(0))).one()
+        stopped_at = stopped.opt_changed_at
+
+    rows = contact_rows(browser)
+
+    assert "opted out</span> by Stop promotions button" in rows[0]
+    assert stopped_at is not None and stopped_at.strftime("%Y-%m-%d %H:%M UTC") in rows[0]
+    assert "opted back in by WhatsApp setting" in rows[1]
+    assert "opted" not in rows[2]
+    r = browser.patch("/api/contacts/1", json={"opted_out": False})
+    assert r.status_code == 200
+    assert "opted back in by API" in contact_rows(browser)[0]
+
+
+def contact_rows(browser: TestClient) -> list[str]:
+    """The HTML of each row of the contacts table, in order."""
+    page: str = browser.get("/contacts").text
+    table = page.split('id="contacts-table"')[1]
+    return table.split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]

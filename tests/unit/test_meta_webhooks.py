@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from relance.providers.base import WebhookRejected
-from relance.providers.events import InteractionEvent, ProviderEvent, StatusEvent
+from relance.providers.events import InteractionEvent, NoticeEvent, ProviderEvent, StatusEvent
 from relance.providers.meta_webhooks import (
     parse,
     sign,
@@ -103,11 +103,15 @@ def test_each_status_of_a_message_has_its_own_dedup_key_and_a_resend_the_same() 
     assert again.dedup_key == keys[2]
 
 
-def test_statuses_we_do_not_track_are_skipped() -> None:
+def test_statuses_we_do_not_track_are_notices_stored_once() -> None:
     payload = load("webhook_status_read.json")
     value_of(payload)["statuses"][0]["status"] = "played"
 
-    assert parse(body_of(payload)) == []
+    event = only(parse(body_of(payload)))
+
+    assert isinstance(event, NoticeEvent)
+    assert (event.kind, event.detail) == ("status", "played")
+    assert event.dedup_key == f"meta:status:{WAMID}:played"
 
 
 @pytest.mark.parametrize("opaque", ["campaign-7", "", "²", "9" * 40, None])
@@ -196,17 +200,17 @@ def test_a_list_reply_reads_its_title() -> None:
     assert (event.kind, event.text) == ("interactive", "10 h")
 
 
-def test_other_message_types_are_interactions_of_kind_other() -> None:
+def test_a_message_of_a_type_we_do_not_know_is_kind_unknown_named_in_subtype() -> None:
     payload = load("webhook_text_reply.json")
     message = value_of(payload)["messages"][0]
     del message["text"]
-    message["type"] = "image"
-    message["image"] = {"id": "1234", "mime_type": "image/jpeg", "sha256": "abc"}
+    message["type"] = "hologram"
+    message["hologram"] = {"id": "1234"}
 
     event = only(parse(body_of(payload)))
 
     assert isinstance(event, InteractionEvent)
-    assert (event.kind, event.text) == ("other", "")
+    assert (event.kind, event.subtype, event.text) == ("unknown", "hologram", "")
 
 
 # Signature --------------------------------------------------------------------------------------

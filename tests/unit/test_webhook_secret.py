@@ -9,6 +9,7 @@ import pytest
 
 from relance.config import SIMULATOR_APP_SECRET, Settings, load_settings
 from relance.providers.base import WebhookRejected
+from relance.providers.events import NoticeEvent
 from relance.providers.meta_webhooks import sign, status_payload
 from relance.providers.webhooks import verify_and_parse
 
@@ -29,7 +30,8 @@ REAL = {
 def test_the_default_secret_signs_the_simulator_when_it_is_the_provider() -> None:
     settings = load_settings(meta_app_secret=SIMULATOR_APP_SECRET, provider="simulator")
 
-    assert verify_and_parse("simulator", settings, SIGNED_BY_THE_SIMULATOR, BODY, "") == []
+    accepted = verify_and_parse("simulator", settings, SIGNED_BY_THE_SIMULATOR, BODY, "")
+    assert [type(e) for e in accepted] == [NoticeEvent]  # an empty update, stored as seen
     for other in ("meta", "twilio", "wassenger"):
         with pytest.raises(WebhookRejected) as refused:
             verify_and_parse(other, settings, SIGNED_BY_THE_SIMULATOR, BODY, "")

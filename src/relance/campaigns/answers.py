@@ -1,4 +1,5 @@
-"""What a contact's message does: an answer in its window queues Message 2, STOP opts out."""
+"""What a contact's message does: an answer in its window queues Message 2, a stop opts the
+contact out of every open recipient and later launch, a resume opts it back in."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from relance.campaigns import counters
 from relance.campaigns import repository as repo
-from relance.campaigns.domain import Applied, Outcome, RecipientState
+from relance.campaigns.domain import Applied, OptSource, Outcome, RecipientState
 from relance.campaigns.followups import Followups, after_commit_send
 from relance.config import Settings
+from relance.contacts.consent import record_opt_change
 from relance.models import Contact, Message, Recipient, utcnow
 
 S = RecipientState
@@ -89,8 +91,14 @@ def _recipient_for_reply(
     return latest
 
 
-def opt_out(session: Session, phone: str, now: datetime | None = None) -> Applied:
-    """A stop keyword: the contact opts out, its open recipients end ``opted_out``.
+def opt_out(
+    session: Session,
+    phone: str,
+    now: datetime | None = None,
+    source: OptSource = OptSource.KEYWORD,
+) -> Applied:
+    """The contact opts out (``source`` says from what): its open recipients end ``opted_out``,
+    their unsent messages never go, and no later launch includes it.
 
     The recipient of the outcome is the first one it moved, if any.
     """
@@ -98,8 +106,7 @@ def opt_out(session: Session, phone: str, now: datetime | None = None) -> Applie
     contact = _contact_by_phone(session, phone)
     if contact is None:
         return Applied(Outcome.UNKNOWN_CONTACT)
-    if contact.opted_out_at is None:
-        contact.opted_out_at = now
+    changed = record_opt_change(session, contact, True, source, now)
     moved: list[int] = []
     for state in (S.QUEUED, S.AWAITING_REPLY, S.REPLIED):
         rows = repo.move_recipients(
@@ -114,4 +121,18 @@ def opt_out(session: Session, phone: str, now: datetime | None = None) -> Applie
             "the contact opted out",
             now,
         )
-    return Applied(Outcome.OPTED_OUT, moved[0] if moved else None)
+    return Applied(
+        Outcome.OPTED_OUT, moved[0] if moved else None, "" if changed else "already opted out"
+    )
+
+
+def opt_in(
+    session: Session, phone: str, now: datetime | None = None, source: OptSource = OptSource.API
+) -> Applied:
+    """The contact opts back in: the next launch includes it again (recipients that ended
+    ``opted_out`` stay so: they are final)."""
+    contact = _contact_by_phone(session, phone)
+    if contact is None:
+        return Applied(Outcome.UNKNOWN_CONTACT)
+    changed = record_opt_change(session, contact, False, source, now or utcnow())
+    return Applied(Outcome.OPTED_IN, detail="" if changed else "was not opted out")

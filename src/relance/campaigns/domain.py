@@ -7,7 +7,7 @@ Recipient (one contact of one campaign)::
        |                      +--window closes--> no_interaction|
        +--M1 fails for good--> failed <------M2 fails for good--+
     cancelled: the campaign was cancelled before this recipient finished
-    opted_out: the contact answered a stop keyword
+    opted_out: the contact opted out (stop keyword or button, marketing preference, API)
     done: Message 1 sent in a campaign that has no Message 2
 
 Campaign: draft -> scheduled -> sending <-> paused -> completed | cancelled.
@@ -223,6 +223,9 @@ class Outcome(StrEnum):
     ALREADY_ANSWERED = "already_answered"
     MESSAGE_2_QUEUED = "message_2_queued"
     OPTED_OUT = "opted_out"
+    OPTED_IN = "opted_in"
+    NOT_AN_ANSWER = "not_an_answer"  # a system notice, a withdrawal, an echo, a call... (why)
+    TEMPLATE_SIGNAL = "template_signal"  # a template's new status, quality or category
     SENT = "sent"
     DELIVERED = "delivered"
     READ = "read"
@@ -232,7 +235,32 @@ class Outcome(StrEnum):
     @property
     def matched(self) -> bool:
         """Did the event concern one of our messages or contacts?"""
-        return self not in (Outcome.UNMATCHED, Outcome.UNKNOWN_CONTACT, Outcome.REJECTED)
+        return self not in (
+            Outcome.UNMATCHED,
+            Outcome.UNKNOWN_CONTACT,
+            Outcome.REJECTED,
+            Outcome.NOT_AN_ANSWER,
+            Outcome.TEMPLATE_SIGNAL,
+        )
+
+    @property
+    def tally(self) -> str:
+        """How a webhook's answer counts it: matched, unmatched, noted or rejected."""
+        if self == Outcome.REJECTED:
+            return "rejected"
+        if self in (Outcome.NOT_AN_ANSWER, Outcome.TEMPLATE_SIGNAL):
+            return "noted"  # stored, and by the rule nothing else to do
+        return "matched" if self.matched else "unmatched"
+
+
+class OptSource(StrEnum):
+    """Where a contact's opt-out or opt-in came from."""
+
+    KEYWORD = "keyword"  # a stop keyword written as a whole message
+    BUTTON = "button"  # a stop button tapped (Meta's "Stop promotions")
+    PREFERENCE = "preference"  # WhatsApp's marketing preference (user_preferences stop/resume)
+    API = "api"  # PATCH /api/contacts/{id}
+    SEND_ERROR = "send_error"  # the provider refused a send: the user stopped marketing (131050)
 
 
 @dataclass(frozen=True)
@@ -248,6 +276,6 @@ class Applied:
         """As stored: ``ignored (read after delivered)``, ``rejected: <why>``, ``sent``."""
         if not self.detail:
             return self.outcome.value
-        if self.outcome == Outcome.REJECTED:
+        if self.outcome in (Outcome.REJECTED, Outcome.NOT_AN_ANSWER):
             return f"{self.outcome.value}: {self.detail}"
         return f"{self.outcome.value} ({self.detail})"

@@ -3,9 +3,11 @@
 The webhook endpoint verifies and parses (``relance.providers``); here, in the request's one
 transaction, the events are screened, stored (a duplicate collides on its dedup key and changes
 nothing), and applied by the domain's rules: a status moves its message forward
-(``outcomes.apply_status``), a stop keyword opts the contact out, any other message from a
-contact is an answer (``answers``). Counters and completion follow at commit
-(``counters``); Message 2 is sent after it.
+(``outcomes.apply_status``); a contact's message is judged by ``answer_rule``: an answer
+(``answers.record_interaction``), a stop or resume (``answers.opt_out`` / ``opt_in``), or not an
+answer (stored with why, nothing else); a template signal goes to ``on_template_signal``; a
+notice is only stored. Counters and completion follow at commit (``counters``); Message 2 is
+sent after it.
 """
 
 from __future__ import annotations
@@ -23,15 +25,21 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from relance.campaigns.answers import opt_out, record_interaction
-from relance.campaigns.domain import Applied, Outcome
+from relance.campaigns.answer_rule import Effect, judge, judge_notice, stop_phrases
+from relance.campaigns.answers import opt_in, opt_out, record_interaction
+from relance.campaigns.domain import Applied, OptSource, Outcome
 from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import apply_status
 from relance.config import Settings
-from relance.contacts.domain import is_stop_keyword, stop_keywords
 from relance.db import savepoint, session_scope
 from relance.models import InboundEvent, Message, utcnow
-from relance.providers.events import ProviderEvent, StatusEvent
+from relance.providers.events import (
+    InteractionEvent,
+    NoticeEvent,
+    ProviderEvent,
+    StatusEvent,
+    TemplateEvent,
+)
 from relance.providers.screening import screen
 
 log = logging.getLogger(__name__)
@@ -49,7 +57,7 @@ def _store_all(
         {
             "provider": provider,
             "dedup_key": event.dedup_key,
-            "kind": "status" if isinstance(event, StatusEvent) else f"message:{event.kind}",
+            "kind": stored_kind(event),
             "payload": event.raw,
             "received_at": now,
             "matched": False,
@@ -63,6 +71,18 @@ def _store_all(
         .returning(InboundEvent.dedup_key, InboundEvent.id)
     )
     return {key: event_id for key, event_id in result}
+
+
+def stored_kind(event: ProviderEvent) -> str:
+    """``inbound_events.kind``: status, message:<type>, preference, template:<signal>,
+    notice:<what> (at most 30 characters)."""
+    if isinstance(event, StatusEvent):
+        return "status"
+    if isinstance(event, TemplateEvent):
+        return f"template:{event.signal}"
+    if isinstance(event, NoticeEvent):
+        return f"notice:{event.kind}"[:30]
+    return "preference" if event.kind == "user_preferences" else f"message:{event.kind}"
 
 
 def _find_messages(session: Session, events: Sequence[StatusEvent]) -> dict[str, Message]:
@@ -156,7 +176,7 @@ def apply_events(
             tally["rejected"] += 1
             continue
         tally["applied"] += 1
-        tally["matched" if applied.outcome.matched else "unmatched"] += 1
+        tally[applied.outcome.tally] += 1
     if results:
         session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
     return dict(tally)
@@ -178,11 +198,51 @@ def _apply_one(
         if message is None:
             return Applied(Outcome.UNMATCHED)
         return apply_status(session, settings, followups, message, event, now)
-    if is_stop_keyword(event.text, stop_keywords(settings.stop_keywords)):
-        return opt_out(session, event.from_phone, now)
+    if isinstance(event, TemplateEvent):
+        return on_template_signal(session, receiver, event, now)
+    if isinstance(event, NoticeEvent):
+        return Applied(Outcome.NOT_AN_ANSWER, detail=judge_notice(event.kind, event.detail).why)
+    return _apply_contact_event(session, receiver, event, now)
+
+
+def _apply_contact_event(
+    session: Session, receiver: Receiver, event: InteractionEvent, now: datetime
+) -> Applied:
+    """A contact's message or preference, by the answer rule."""
+    settings = receiver.settings
+    phrases = stop_phrases(settings.stop_keywords, settings.stop_buttons)
+    verdict = judge(event.kind, event.subtype, event.text, event.payload, phrases)
+    source = verdict.source or OptSource.KEYWORD
+    if verdict.effect == Effect.OPT_OUT:
+        return opt_out(session, event.from_phone, now, source)
+    if verdict.effect == Effect.OPT_IN:
+        return opt_in(session, event.from_phone, now, source)
+    if verdict.effect == Effect.NOT_AN_ANSWER:
+        return Applied(Outcome.NOT_AN_ANSWER, detail=verdict.why)
     return record_interaction(
-        session, settings, followups, event.from_phone, event.context_provider_message_id, now
+        session,
+        settings,
+        receiver.followups,
+        event.from_phone,
+        event.context_provider_message_id,
+        now,
     )
+
+
+def on_template_signal(
+    session: Session, receiver: Receiver, event: TemplateEvent, now: datetime
+) -> Applied:
+    """A template's new status, quality score or category: stored, nothing more yet.
+
+    The place to act on it (a campaign whose Message 1 template is PAUSED or DISABLED pauses,
+    and resumes when it is APPROVED or REINSTATED again): the event names the template
+    (``name``, ``language``, ``template_id``) and what became of it (``signal``, ``value``,
+    ``previous``, ``reason``).
+    """
+    about = f"{event.name} {event.language}".strip() or event.template_id
+    change = f"{event.previous} -> {event.value}" if event.previous else event.value
+    reason = f": {event.reason}" if event.reason else ""
+    return Applied(Outcome.TEMPLATE_SIGNAL, detail=f"{event.signal} of {about} {change}{reason}")
 
 
 def apply_webhook(receiver: Receiver, events: Sequence[ProviderEvent]) -> dict[str, int]:

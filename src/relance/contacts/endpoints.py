@@ -8,16 +8,20 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, Uploa
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
-from relance.campaigns.answers import opt_out
+from relance.campaigns.answers import opt_in, opt_out
+from relance.campaigns.domain import OptSource
 from relance.contacts import csv_import, service
+from relance.contacts.consent import opt_history
 from relance.contacts.schemas import (
     MAX_ID,
     MAX_LIMIT,
     ContactCreate,
+    ContactDetail,
     ContactOut,
     ContactPage,
     ContactUpdate,
     ImportResult,
+    OptChangeOut,
     no_nul,
 )
 from relance.deps import DbSession, SettingsDep, require_api_key
@@ -49,11 +53,21 @@ def contact_out(session: Session, contacts: list[Contact]) -> list[ContactOut]:
             category_ids=categories[c.id],
             opted_out=c.opted_out_at is not None,
             opted_out_at=c.opted_out_at,
+            opt_source=c.opt_source,
+            opt_changed_at=c.opt_changed_at,
             created_at=c.created_at,
             updated_at=c.updated_at,
         )
         for c in contacts
     ]
+
+
+def contact_detail(session: Session, contact: Contact) -> ContactDetail:
+    history = [
+        OptChangeOut(opted_out=h.opted_out, source=h.source, changed_at=h.changed_at)
+        for h in opt_history(session, contact.id)
+    ]
+    return ContactDetail(**contact_out(session, [contact])[0].model_dump(), opt_history=history)
 
 
 @router.post(
@@ -62,8 +76,8 @@ def contact_out(session: Session, contacts: list[Contact]) -> list[ContactOut]:
     responses=error_responses(409, 422),
     summary="Create a contact",
 )
-def create_contact(data: ContactCreate, session: DbSession, settings: SettingsDep) -> ContactOut:
-    return contact_out(session, [service.create_contact(session, settings, data)])[0]
+def create_contact(data: ContactCreate, session: DbSession, settings: SettingsDep) -> ContactDetail:
+    return contact_detail(session, service.create_contact(session, settings, data))
 
 
 @router.get("/contacts", responses=error_responses(422), summary="List contacts")
@@ -105,8 +119,8 @@ def import_contacts(
 
 
 @router.get("/contacts/{contact_id}", responses=error_responses(404, 422), summary="Get a contact")
-def get_contact(contact_id: ContactId, session: DbSession) -> ContactOut:
-    return contact_out(session, [service.get_contact(session, contact_id)])[0]
+def get_contact(contact_id: ContactId, session: DbSession) -> ContactDetail:
+    return contact_detail(session, service.get_contact(session, contact_id))
 
 
 @router.patch(
@@ -114,13 +128,17 @@ def get_contact(contact_id: ContactId, session: DbSession) -> ContactOut:
 )
 def update_contact(
     contact_id: ContactId, data: ContactUpdate, session: DbSession, settings: SettingsDep
-) -> ContactOut:
+) -> ContactDetail:
     contact = service.update_contact(session, settings, contact_id, data)
     if data.opted_out is True:
         # Same path as a STOP reply: its open recipients end opted_out, nothing more is sent.
-        opt_out(session, contact.phone)
+        opt_out(session, contact.phone, source=OptSource.API)
+    elif data.opted_out is False:
+        opt_in(session, contact.phone, source=OptSource.API)
+    if data.opted_out is not None:
+        session.flush()
         session.refresh(contact)
-    return contact_out(session, [contact])[0]
+    return contact_detail(session, contact)
 
 
 @router.delete(

@@ -125,7 +125,9 @@ class ContactUpdate(BaseModel):
         default=None, description="replaces the contact's categories"
     )
     opted_out: bool | None = Field(
-        default=None, description="true sets opted_out_at (kept if already set); false clears it"
+        default=None,
+        description="true opts the contact out like a STOP reply (its open recipients end "
+        "opted_out; opted_out_at kept if already set); false opts it back in; source: api",
     )
 
 
@@ -138,8 +140,10 @@ class ContactOut(BaseModel):
             "last_name": "Martin",
             "attributes": {"city": "Lyon"},
             "category_ids": [1],
-            "opted_out": False,
-            "opted_out_at": None,
+            "opted_out": True,
+            "opted_out_at": "2026-01-09T18:02:11Z",
+            "opt_source": "button",
+            "opt_changed_at": "2026-01-09T18:02:11Z",
             "created_at": "2026-01-05T09:30:00Z",
             "updated_at": "2026-01-05T09:30:00Z",
         }
@@ -153,8 +157,28 @@ class ContactOut(BaseModel):
     category_ids: list[int]
     opted_out: bool
     opted_out_at: datetime | None
+    opt_source: str | None = Field(
+        description="what the last opt-out or opt-in came from: keyword, button (Meta's "
+        "'Stop promotions'), preference (WhatsApp's marketing setting), api, send_error; "
+        "null if never, or before relance recorded it"
+    )
+    opt_changed_at: datetime | None = Field(description="when the last opt-out or opt-in came")
     created_at: datetime
     updated_at: datetime
+
+
+class OptChangeOut(BaseModel):
+    opted_out: bool = Field(description="true: an opt-out; false: an opt-in")
+    source: str = Field(description="keyword, button, preference, api or send_error")
+    changed_at: datetime
+
+
+class ContactDetail(ContactOut):
+    """A contact with its opt-out and opt-in history."""
+
+    opt_history: list[OptChangeOut] = Field(
+        description="its opt-outs and opt-ins, newest first (the latest 50)"
+    )
 
 
 class ContactPage(BaseModel):

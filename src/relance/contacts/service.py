@@ -107,8 +107,8 @@ def update_contact(
 ) -> Contact:
     """Apply the fields given; a phone is re-normalised and must stay unique.
 
-    ``opted_out: true`` is the caller's to apply with ``campaigns.answers.opt_out``, the path of
-    a STOP reply: the open recipients of the contact end too, not only its flag.
+    ``opted_out`` is the caller's to apply with ``campaigns.answers.opt_out`` (the path of a
+    STOP reply: the open recipients of the contact end too, not only its flag) or ``opt_in``.
     """
     contact = get_contact(session, contact_id)
     phone = _phone(data.phone, settings) if data.phone is not None else None
@@ -123,8 +123,6 @@ def update_contact(
         contact.last_name = data.last_name
     if data.attributes is not None:
         contact.attributes = dict(data.attributes)
-    if data.opted_out is False:
-        contact.opted_out_at = None
     if data.category_ids is not None:
         repo.set_contact_categories(session, contact.id, data.category_ids)
     contact.updated_at = utcnow()

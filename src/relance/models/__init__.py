@@ -9,7 +9,7 @@ from relance.models.campaigns import (
     campaign_categories,
     campaign_contacts,
 )
-from relance.models.contacts import Category, Contact, contact_categories
+from relance.models.contacts import Category, Contact, ContactOptChange, contact_categories
 from relance.models.events import InboundEvent
 from relance.models.heartbeats import Heartbeat
 from relance.models.pacing import SenderPacing
@@ -20,6 +20,7 @@ __all__ = [
     "Campaign",
     "Category",
     "Contact",
+    "ContactOptChange",
     "Heartbeat",
     "InboundEvent",
     "Message",

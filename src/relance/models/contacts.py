@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relance.models.base import Base, link_table, utcnow
@@ -24,8 +24,27 @@ class Contact(Base):
     last_name: Mapped[str] = mapped_column(String(200), default="")
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     opted_out_at: Mapped[datetime | None]
+    # The last opt-out or opt-in, when and from what (OptSource); its history: ContactOptChange.
+    opt_changed_at: Mapped[datetime | None]
+    opt_source: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContactOptChange(Base):
+    """One opt-out or opt-in of a contact: when, and from what (an OptSource).
+
+    Kept as proof of consent; erased with the contact."""
+
+    __tablename__ = "contact_opt_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    opted_out: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(20))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Category(Base):

@@ -1,6 +1,8 @@
-"""The events provider webhooks turn into: a status of one of our messages, or a contact's
-message. Each parser (``meta_webhooks``, ``twilio_webhooks``, ``wassenger_webhooks``) builds them;
-``relance.campaigns.inbound`` applies them.
+"""The events provider webhooks turn into: a status of one of our messages, a contact's message
+or preference, a template signal, or a notice (anything else the provider reports). Each parser
+(``meta_webhooks``, ``twilio_webhooks``, ``wassenger_webhooks``) builds them; every one is stored
+once, and ``relance.campaigns.inbound`` applies them by the domain's rules
+(``relance.campaigns.answer_rule``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,31 @@ REPORTED_STATUSES: dict[str, ReportedStatus] = {
     "read": "read",
     "failed": "failed",
 }
-InteractionKind = Literal["text", "button", "interactive", "reaction", "other"]
+# A contact's message by its type: the Cloud API's names (Twilio and Wassenger use the first
+# five), ``user_preferences`` for a marketing preference update, ``unknown`` for a type we do not
+# know yet (its name in ``subtype``).
+InteractionKind = Literal[
+    "text",
+    "button",
+    "interactive",
+    "reaction",
+    "other",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "order",
+    "unsupported",
+    "system",
+    "revoke",
+    "edit",
+    "request_welcome",
+    "user_preferences",
+    "unknown",
+]
 
 
 @dataclass(frozen=True)
@@ -37,7 +63,8 @@ class StatusEvent:
 
 @dataclass(frozen=True)
 class InteractionEvent:
-    """A contact wrote, tapped a button or reacted."""
+    """A contact wrote, tapped a button, reacted, or WhatsApp wrote about it (what counts as an
+    answer is the domain's call: ``relance.campaigns.answer_rule``)."""
 
     dedup_key: str
     from_phone: str  # E.164
@@ -48,6 +75,42 @@ class InteractionEvent:
     context_provider_message_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     rejected: str | None = None  # why it cannot be applied (stored, not applied)
+    # The type's own kind: interactive ``button_reply``, system ``user_changed_number``, audio
+    # ``voice``, unsupported ``poll_update``, a preference's category, an unknown type's name.
+    subtype: str = ""
+    # The machine value beside the text: a button's payload, a reply's id, a preference's value.
+    payload: str = ""
 
 
-ProviderEvent = StatusEvent | InteractionEvent
+@dataclass(frozen=True)
+class TemplateEvent:
+    """Meta reports a change to one of the account's message templates."""
+
+    dedup_key: str
+    signal: Literal["status", "quality", "category"]
+    template_id: str
+    name: str
+    language: str
+    value: str  # the new status (APPROVED, PAUSED...), quality score or category
+    timestamp: datetime
+    previous: str = ""  # the previous quality score or category, when Meta says
+    reason: str = ""  # rejection reason, pause title and description...
+    raw: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None
+
+
+@dataclass(frozen=True)
+class NoticeEvent:
+    """Anything else a provider reports (an error report, an echo of a message the business
+    sent, a call, an account update, a status we do not track, an unknown field): stored with
+    what it was, never applied."""
+
+    dedup_key: str
+    kind: str  # what it is: "errors", "smb_message_echoes", "calls", "status", a field's name
+    detail: str  # a short description for the stored outcome
+    timestamp: datetime
+    raw: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None
+
+
+ProviderEvent = StatusEvent | InteractionEvent | TemplateEvent | NoticeEvent

@@ -1,7 +1,9 @@
 """WhatsApp Cloud API webhooks: signature, verification handshake, payload parsing.
 
 Meta signs the raw body: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, body)>``.
-The simulator signs its webhooks the same way, so one parser serves both.
+The simulator signs its webhooks the same way, so one parser serves both. Every change of every
+entry becomes events, whatever its field: statuses here, messages in ``meta_messages``, the
+other fields in ``meta_fields``; nothing Meta posts is dropped unseen.
 """
 
 from __future__ import annotations
@@ -10,17 +12,22 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from relance.providers.base import WebhookRejected, e164, json_body
-from relance.providers.events import (
-    REPORTED_STATUSES,
-    InteractionEvent,
-    InteractionKind,
-    ProviderEvent,
-    StatusEvent,
+from relance.providers.base import WebhookRejected, json_body
+from relance.providers.events import REPORTED_STATUSES, NoticeEvent, ProviderEvent, StatusEvent
+from relance.providers.meta_fields import (
+    TEMPLATE_SIGNALS,
+    errors_event,
+    notice_events,
+    preference_events,
+    template_event,
 )
+from relance.providers.meta_messages import message_event
+from relance.providers.meta_shapes import digest_key, objects_at, text_at
+from relance.providers.meta_shapes import list_at as _list
+from relance.providers.meta_shapes import require as _require
+from relance.providers.meta_shapes import timestamp as _timestamp
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 _OUR_ID = re.compile(r"[0-9]{1,18}")  # a message id of ours fits a BIGINT
@@ -55,38 +62,6 @@ def verify_handshake(params: Mapping[str, str], verify_token: str) -> str:
     return challenge
 
 
-def _timestamp(raw: Any) -> datetime:
-    try:
-        return datetime.fromtimestamp(int(raw), UTC)
-    except (TypeError, ValueError, OverflowError):
-        return datetime.now(UTC)
-
-
-def _require(obj: Mapping[str, Any], key: str, where: str) -> Any:
-    if not isinstance(obj, Mapping) or key not in obj:
-        raise WebhookRejected(400, f"malformed webhook: {where}.{key} is missing")
-    return obj[key]
-
-
-def _object(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
-    """An optional nested object: absent gives {}, any other shape is malformed (400, not 500)."""
-    value = obj.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise WebhookRejected(400, f"malformed webhook: {where}.{key} must be an object")
-    return value
-
-
-def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
-    value = obj.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise WebhookRejected(400, f"malformed webhook: {where}.{key} must be a list")
-    return value
-
-
 def _status_event(status: Mapping[str, Any], where: str) -> StatusEvent | None:
     wamid = str(_require(status, "id", where))
     value = str(_require(status, "status", where))
@@ -113,42 +88,58 @@ def _status_event(status: Mapping[str, Any], where: str) -> StatusEvent | None:
     )
 
 
-def _message_event(message: Mapping[str, Any], where: str) -> InteractionEvent:
-    wamid = str(_require(message, "id", where))
-    kind_raw = str(message.get("type", "other"))
-    context_id = _object(message, "context", where).get("id")
-    kind: InteractionKind = "other"
-    text = ""
-    if kind_raw == "text":
-        kind, text = "text", str(_object(message, "text", where).get("body", ""))
-    elif kind_raw == "button":
-        kind = "button"
-        button = _object(message, "button", where)
-        text = str(button.get("text") or button.get("payload") or "")
-    elif kind_raw == "interactive":
-        kind = "interactive"
-        inner = _object(message, "interactive", where)
-        at = f"{where}.interactive"
-        reply = _object(inner, "button_reply", at) or _object(inner, "list_reply", at)
-        text = str(reply.get("title") or reply.get("id") or "")
-    elif kind_raw == "reaction":
-        kind = "reaction"
-        reaction = _object(message, "reaction", where)
-        text = str(reaction.get("emoji", ""))
-        context_id = reaction.get("message_id") or context_id
-    return InteractionEvent(
-        dedup_key=f"meta:message:{wamid}",
-        from_phone=e164(str(_require(message, "from", where))),
-        kind=kind,
-        text=text,
-        timestamp=_timestamp(message.get("timestamp")),
-        context_provider_message_id=str(context_id) if context_id else None,
-        raw=dict(message),
+def _untracked_status(status: Mapping[str, Any], where: str) -> NoticeEvent:
+    """A status we do not track (``deleted``, ``warning``...): stored, so that it is seen."""
+    wamid = str(_require(status, "id", where))
+    value = text_at(status, "status")
+    return NoticeEvent(
+        dedup_key=f"meta:status:{wamid}:{value[:40]}",
+        kind="status",
+        detail=value[:40],
+        timestamp=_timestamp(status.get("timestamp")),
+        raw=dict(status),
     )
 
 
+def _messages_events(
+    value: Mapping[str, Any], entry: Mapping[str, Any], where: str
+) -> list[ProviderEvent]:
+    """The ``messages`` field: statuses of what we sent, contacts' messages, error reports."""
+    events: list[ProviderEvent] = []
+    for k, status in enumerate(_list(value, "statuses", where)):
+        event = _status_event(status, f"{where}.statuses[{k}]")
+        events.append(event or _untracked_status(status, f"{where}.statuses[{k}]"))
+    for k, message in enumerate(objects_at(value, "messages", where)):
+        events.append(message_event(message, f"{where}.messages[{k}]"))
+    if "errors" in value:
+        events.append(errors_event(value, entry, where))
+    if not events:  # neither statuses, messages nor errors: still seen
+        events.append(
+            NoticeEvent(
+                dedup_key=digest_key("messages", text_at(entry, "id"), value),
+                kind="messages",
+                detail="",
+                timestamp=_timestamp(entry.get("time")),
+                raw=dict(value),
+            )
+        )
+    return events
+
+
+def _change_events(
+    field: str, value: Mapping[str, Any], entry: Mapping[str, Any], where: str
+) -> list[ProviderEvent]:
+    if field == "messages":
+        return _messages_events(value, entry, where)
+    if field == "user_preferences":
+        return preference_events(value, where)
+    if field in TEMPLATE_SIGNALS:
+        return [template_event(field, value, entry, where)]
+    return notice_events(field, value, entry, where)
+
+
 def parse(body: bytes) -> list[ProviderEvent]:
-    """Every status and inbound message of a (possibly batched) Cloud API webhook."""
+    """Every event of a (possibly batched) Cloud API webhook, whatever its fields."""
     payload = json_body(body)
     entries = _require(payload, "entry", "body")
     if not isinstance(entries, list):
@@ -163,12 +154,9 @@ def parse(body: bytes) -> list[ProviderEvent]:
             value = _require(change, "value", f"entry[{i}].changes[{j}]")
             if not isinstance(value, Mapping):
                 raise WebhookRejected(400, f"malformed webhook: {where} must be an object")
-            for k, status in enumerate(_list(value, "statuses", where)):
-                event = _status_event(status, f"{where}.statuses[{k}]")
-                if event is not None:
-                    events.append(event)
-            for k, message in enumerate(_list(value, "messages", where)):
-                events.append(_message_event(message, f"{where}.messages[{k}]"))
+            # A body without ``field`` (older simulators) is a messages one.
+            field = text_at(change, "field") or "messages"
+            events.extend(_change_events(field, value, entry, where))
     return events
 
 

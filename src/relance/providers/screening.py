@@ -15,13 +15,20 @@ import math
 import re
 from typing import Any
 
-from relance.providers.events import ProviderEvent, StatusEvent
+from relance.providers.events import (
+    InteractionEvent,
+    NoticeEvent,
+    ProviderEvent,
+    StatusEvent,
+    TemplateEvent,
+)
 
 MAX_ID_LENGTH = 200  # messages.provider_message_id; a wamid is about 60 characters
 MAX_KEY_LENGTH = 300  # inbound_events.dedup_key
 MAX_E164_DIGITS = 15
 MAX_ERROR_CODE_LENGTH = 50  # messages.error_code
 MAX_ERROR_TEXT_LENGTH = 1000
+MAX_LABEL_LENGTH = 200  # a subtype, payload, template name, language, status (stored in outcomes)
 # Unicode category Cc (NUL, other C0 and C1 controls) and lone surrogates (Cs).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -74,8 +81,13 @@ def _id_problem(value: str | None, name: str) -> str | None:
 
 def rejection(event: ProviderEvent) -> str | None:
     """Why this event cannot be applied, or None: ids no provider would send."""
+    problem: str | None = None
     if isinstance(event, StatusEvent):
         problem = _id_problem(event.provider_message_id, "message id")
+    elif isinstance(event, TemplateEvent):
+        problem = _id_problem(event.template_id, "template id")
+    elif isinstance(event, NoticeEvent):
+        pass  # only stored: its key is checked below
     elif len(event.from_phone) > MAX_E164_DIGITS + 1:
         problem = f"sender is not an E.164 number (more than {MAX_E164_DIGITS} digits)"
     else:
@@ -103,4 +115,24 @@ def screen(event: ProviderEvent) -> ProviderEvent:
             error_text=None if text is None else clean_text(text)[:MAX_ERROR_TEXT_LENGTH],
             **common,
         )
-    return dataclasses.replace(event, text=clean_text(event.text), **common)
+    common.update((name, clean_text(getattr(event, name))) for name in _TEXTS[type(event)])
+    common.update((name, _label(getattr(event, name))) for name in _LABELS[type(event)])
+    return dataclasses.replace(event, **common)
+
+
+# The texts of each other event type as stored: free texts cleaned, short labels also bounded.
+_TEXTS: dict[type, tuple[str, ...]] = {
+    InteractionEvent: ("text", "payload"),
+    TemplateEvent: ("reason",),
+    NoticeEvent: (),
+}
+_LABELS: dict[type, tuple[str, ...]] = {
+    InteractionEvent: ("subtype",),
+    TemplateEvent: ("name", "language", "value", "previous"),
+    NoticeEvent: ("kind", "detail"),
+}
+
+
+def _label(value: str) -> str:
+    """A short text that lands in a stored outcome: plain and bounded."""
+    return _CONTROL.sub("", value)[:MAX_LABEL_LENGTH]

@@ -14,7 +14,7 @@ from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
 from relance.campaigns import queries
-from relance.campaigns.domain import CampaignStatus
+from relance.campaigns.domain import CampaignStatus, OptSource
 from relance.config import get_settings
 from relance.contacts import service as contacts
 from relance.contacts.schemas import MAX_ID
@@ -109,6 +109,16 @@ def _int_or_none(text: str) -> int | None:
     return int(text) if text.isdigit() and 1 <= int(text) <= MAX_ID else None
 
 
+# What each opt-out or opt-in came from (OptSource), as the contacts page says it.
+OPT_SOURCES: dict[str, str] = {
+    OptSource.KEYWORD: "STOP keyword",
+    OptSource.BUTTON: "Stop promotions button",
+    OptSource.PREFERENCE: "WhatsApp setting",
+    OptSource.API: "API",
+    OptSource.SEND_ERROR: "WhatsApp refusing a send",
+}
+
+
 @router.get("/contacts")
 def contacts_page(
     request: Request,
@@ -147,5 +157,6 @@ def contacts_page(
         "page_number": page_number,
         "pages": _pages(total),
         "query": lambda n: urlencode({**{k: v for k, v in filters.items() if v}, "page": n}),
+        "opt_sources": OPT_SOURCES,
     }
     return page(request, "contacts.html", context)
