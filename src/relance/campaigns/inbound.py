@@ -30,6 +30,7 @@ from relance.campaigns.answers import opt_in, opt_out, record_interaction
 from relance.campaigns.domain import Applied, OptSource, Outcome
 from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import apply_status
+from relance.campaigns.template_signals import apply_template_status
 from relance.config import Settings
 from relance.db import savepoint, session_scope
 from relance.models import InboundEvent, Message, utcnow
@@ -232,17 +233,14 @@ def _apply_contact_event(
 def on_template_signal(
     session: Session, receiver: Receiver, event: TemplateEvent, now: datetime
 ) -> Applied:
-    """A template's new status, quality score or category: stored, nothing more yet.
-
-    The place to act on it (a campaign whose Message 1 template is PAUSED or DISABLED pauses,
-    and resumes when it is APPROVED or REINSTATED again): the event names the template
-    (``name``, ``language``, ``template_id``) and what became of it (``signal``, ``value``,
-    ``previous``, ``reason``).
-    """
+    """A template's new status, quality score or category: stored; a status that stops or
+    allows sending pauses or resumes its campaigns (``template_signals``)."""
     about = f"{event.name} {event.language}".strip() or event.template_id
     change = f"{event.previous} -> {event.value}" if event.previous else event.value
     reason = f": {event.reason}" if event.reason else ""
-    return Applied(Outcome.TEMPLATE_SIGNAL, detail=f"{event.signal} of {about} {change}{reason}")
+    done = apply_template_status(session, receiver.followups, event, now)
+    detail = f"{event.signal} of {about} {change}{reason}" + (f"; {done}" if done else "")
+    return Applied(Outcome.TEMPLATE_SIGNAL, detail=detail)
 
 
 def apply_webhook(receiver: Receiver, events: Sequence[ProviderEvent]) -> dict[str, int]:

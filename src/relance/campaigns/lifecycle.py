@@ -30,6 +30,7 @@ def pause_campaign(session: Session, campaign_id: int, reason: str | None = None
     campaign.status = C.PAUSED.value
     campaign.paused_at = utcnow()
     campaign.status_reason = reason
+    campaign.paused_for = None  # a person's pause (or a provider's refusal): no one resumes it
     session.flush()
     return campaign
 
@@ -42,6 +43,7 @@ def resume_campaign(session: Session, followups: Followups, campaign_id: int) ->
         )
     campaign.status = C.SENDING.value
     campaign.status_reason = None
+    campaign.paused_for = None
     session.flush()
     after_commit_dispatch(session, followups)
     return campaign

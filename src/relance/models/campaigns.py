@@ -64,6 +64,9 @@ class Campaign(Base):
     reply_window_seconds: Mapped[int]
     status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when relance paused the campaign itself (``template:<name>:<language>``: Meta paused
+    # its Message 1 template); relance resumes it when the cause clears. NULL: a person did.
+    paused_for: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     scheduled_at: Mapped[datetime | None]
