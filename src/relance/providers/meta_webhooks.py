@@ -21,6 +21,7 @@ from relance.providers.events import (
     ProviderEvent,
     StatusEvent,
 )
+from relance.providers.meta_errors import describe
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 _OUR_ID = re.compile(r"[0-9]{1,18}")  # a message id of ours fits a BIGINT
@@ -108,7 +109,7 @@ def _status_event(status: Mapping[str, Any], where: str) -> StatusEvent | None:
         timestamp=_timestamp(status.get("timestamp")),
         our_message_id=our_id,
         error_code=str(first["code"]) if "code" in first else None,
-        error_text=str(first.get("title") or first.get("message") or "") or None,
+        error_text=describe(first),  # Meta's title and details
         raw=dict(status),
     )
 
