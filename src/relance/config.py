@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     def _http_url(cls, v: str) -> str:
         return v and _check_url(v, ("http", "https"))
 
+    @field_validator("unknown_outcome_policy", mode="before")
+    @classmethod
+    def _policy(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # empty: the provider's
+
     @field_validator("pacing_timezone")
     @classmethod
     def _timezone(cls, v: str) -> str:

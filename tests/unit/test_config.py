@@ -113,6 +113,8 @@ def test_the_unknown_outcome_policy_defaults_per_provider_and_a_setting_wins(
     for name, value in PROVIDER_SECRETS.get(provider, {}).items():
         monkeypatch.setenv(name, value)
     assert load_settings().outcome_policy == policy
+    monkeypatch.setenv("UNKNOWN_OUTCOME_POLICY", "")  # as a .env file writes it unset
+    assert load_settings().outcome_policy == policy
     for explicit in ("fail", "resend"):
         monkeypatch.setenv("UNKNOWN_OUTCOME_POLICY", explicit)
         assert load_settings().outcome_policy == explicit
