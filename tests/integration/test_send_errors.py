@@ -20,7 +20,6 @@ from sqlalchemy import select
 from relance.campaigns import answers, sweeps
 from relance.campaigns.dispatch import claim, dispatch
 from relance.campaigns.followups import RecordingFollowups
-from relance.campaigns.launch import launch_campaign
 from relance.config import Settings
 from relance.db import session_scope
 from relance.fakes.graph import FakeGraph
@@ -34,6 +33,7 @@ from tests.integration.test_webhooks_api import (
     PROVIDER_ENV,
     Sent,
     _twilio_form,
+    launch,
     message_row,
     ok,
     post_meta,
@@ -67,22 +67,6 @@ def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def graph() -> Iterator[FakeGraph]:
     with FakeGraph() as fake:
         yield fake
-
-
-def launch(
-    settings: Settings,
-    n: int,
-    message_2: str | None = "Merci !",
-    category_id: int | None = None,
-) -> tuple[int, int]:
-    """A launched campaign over n new contacts (or a category's): (campaign, category)."""
-    with session_scope(settings) as session:
-        if category_id is None:
-            category_id = seed_contacts(session, n)
-        campaign_id = make_campaign(session, [category_id], message_2=message_2)
-    with session_scope(settings) as session:
-        launch_campaign(session, settings, RecordingFollowups(), campaign_id)
-    return campaign_id, category_id
 
 
 def send_through(settings: Settings, graph: FakeGraph, errors: dict[int, int]) -> None:

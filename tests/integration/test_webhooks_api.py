@@ -91,13 +91,17 @@ class Sent:
 
 
 def launch(
-    settings: Settings, n: int, window: int = 3600, category_id: int | None = None
+    settings: Settings,
+    n: int,
+    window: int = 3600,
+    category_id: int | None = None,
+    message_2: str | None = "Merci {first_name} !",
 ) -> tuple[int, int]:
     """A launched campaign over n new contacts (or an existing category): (campaign, category)."""
     with session_scope(settings) as session:
         if category_id is None:
             category_id = seed_contacts(session, n)
-        campaign_id = make_campaign(session, [category_id], window=window)
+        campaign_id = make_campaign(session, [category_id], message_2=message_2, window=window)
     with session_scope(settings) as session:
         launch_campaign(session, settings, RecordingFollowups(), campaign_id)
     return campaign_id, category_id
