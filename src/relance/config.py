@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     pacing_timezone: str = "UTC"
     max_attempts: int = Field(default=5, ge=1)
     sending_grace_seconds: float = Field(default=600.0, ge=0)
-    unknown_outcome_policy: Literal["fail", "resend"] = "fail"
+    # Unset: the provider's default (``outcome_policy``); an explicit setting wins.
+    unknown_outcome_policy: Literal["fail", "resend"] | None = None
 
     reply_window_seconds: int = Field(default=86400, gt=0)
     check_sending_interval_seconds: float = Field(default=120.0, gt=0)
@@ -141,6 +142,11 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, v: str) -> str:
         return v and _check_url(v, ("http", "https"))
+
+    @field_validator("unknown_outcome_policy", mode="before")
+    @classmethod
+    def _policy(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # empty: the provider's
 
     @field_validator("pacing_timezone")
     @classmethod
@@ -240,6 +246,20 @@ class Settings(BaseSettings):
     def public_url_is_https(self) -> bool:
         """Behind an HTTPS proxy the app sees http: PUBLIC_URL says what browsers see."""
         return self.effective_public_url.startswith("https://")
+
+    @property
+    def outcome_policy(self) -> Literal["fail", "resend"]:
+        """What crash recovery does with a message of unknown outcome (UNKNOWN_OUTCOME_POLICY).
+
+        ``resend`` where the provider always sends a status webhook for a message it accepted,
+        matched to our message even without its id (the Cloud API's biz_opaque_callback_data,
+        and the simulator, which speaks it): none after the grace period means it never took
+        the message. ``fail`` where a status may never come (Wassenger; Twilio does not retry a
+        status callback we missed): resending could send the message twice.
+        """
+        if self.unknown_outcome_policy is not None:
+            return self.unknown_outcome_policy
+        return "resend" if self.provider in ("meta", "simulator") else "fail"
 
     @property
     def is_embedded(self) -> bool:

@@ -302,6 +302,15 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
                 for key in ("message_2_sent", "no_interaction", "failed", "cancelled")
             }
             assert sum(counts.values()) == CONTACTS, counts  # R2.3 as the page shows it
+            # Each failure with the provider's code and words (the simulator's are Meta's).
+            failures = page.locator("#failures-table tbody tr")
+            expect(failures).to_have_count(counts["failed"])
+            assert counts["failed"] > 0, "the simulator fails one of these numbers"
+            expect(failures.first.locator("td").nth(1)).to_have_text("131026")
+            expect(failures.first.locator("td").nth(2)).to_contain_text("Message Undeliverable")
+            expect(page.locator('#counters [data-stat="limited"]')).to_have_text("0")
+            expect(page.locator("[data-action=retry-limited]")).to_be_hidden()
+            expect(page.locator("[data-action=retry-failed]")).to_be_visible()
             final = shot(page, "07-campaign-completed")
             if UPDATE_DOCS or not DOC_SHOT.exists():  # a committed file: refresh on request
                 DOC_SHOT.parent.mkdir(parents=True, exist_ok=True)

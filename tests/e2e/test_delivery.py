@@ -124,7 +124,8 @@ def test_worker_killed_mid_campaign_sends_each_message_once(
     and the provider accepted each message exactly once (webhooks match the in-flight ones)."""
     port = free_port()
     graph.delay = 0.004
-    env = _env(tmp_path, pg_url, redis_url, graph, port, UNKNOWN_OUTCOME_POLICY="resend")
+    # Empty: the provider's default, resend with meta (its status webhooks always come).
+    env = _env(tmp_path, pg_url, redis_url, graph, port, UNKNOWN_OUTCOME_POLICY="")
     graph.webhook_url = f"http://127.0.0.1:{port}/webhooks/meta"
     stack = Stack(processes, env, port)
     client = stack.start_api()

@@ -54,6 +54,7 @@ from relance.providers.base import (
     RetryableError,
 )
 from relance.providers.events import InteractionEvent, ProviderEvent, StatusEvent
+from relance.providers.failures import LIMITED_CODES
 from tests.support.engine import (
     FakeProvider,
     assert_counters_match_rows,
@@ -72,7 +73,18 @@ _blocks = itertools.count(1)
 # Times relative to now at which replies arrive and sweeps run: before any window closes,
 # around a window's end (windows are 3600 s), and well after.
 OFFSETS = st.sampled_from([None, 0.0, 1800.0, 3590.0, 3610.0, 7200.0])
-ERRORS = ("permanent", "stops_sender", "retryable", "rate_limited")
+ERRORS = (
+    "permanent",
+    "stops_sender",
+    "retryable",
+    "rate_limited",
+    "limited",
+    "stopped_marketing",
+    "needs_template",
+)
+# What Meta may say of a message it had accepted: undeliverable, its per-user marketing limit,
+# the contact stopped marketing messages, or no error at all.
+FAILED_CODES = st.sampled_from([None, "131026", "131049", "131050"])
 
 
 def _reachable(state: str) -> set[str]:
@@ -96,6 +108,12 @@ def _error(kind: str) -> ProviderError:
         return PermanentError("190", "access token expired", stops_sender=True)
     if kind == "retryable":
         return RetryableError("503", "service unavailable")
+    if kind == "limited":
+        return PermanentError("131049", "healthy ecosystem engagement")
+    if kind == "stopped_marketing":
+        return PermanentError("131050", "stopped marketing messages")
+    if kind == "needs_template":
+        return PermanentError("131047", "re-engagement message")
     return RateLimited("130429", "rate limit hit", retry_after=0.001)
 
 
@@ -125,6 +143,16 @@ class CampaignMachine(RuleBasedStateMachine):
 
     # Reading the database ----------------------------------------------------------------
 
+    def failures(self) -> dict[int, tuple[str, str | None, str | None]]:
+        """recipient id -> (state, last_error_code, last_error)."""
+        with session_scope(self.settings) as session:
+            rows = session.execute(
+                select(
+                    Recipient.id, Recipient.state, Recipient.last_error_code, Recipient.last_error
+                ).where(Recipient.campaign_id == self.cid)
+            ).all()
+        return {rid: (state, code, error) for rid, state, code, error in rows}
+
     def recipients(self) -> dict[str, tuple[int, str, datetime | None]]:
         """phone -> (recipient id, state, window_closes_at)."""
         with session_scope(self.settings) as session:
@@ -150,9 +178,17 @@ class CampaignMachine(RuleBasedStateMachine):
 
     # Setup ---------------------------------------------------------------------------------
 
-    @initialize(n=st.integers(1, 5), has_m2=st.sampled_from([True, True, True, False]))
-    def launch(self, n: int, has_m2: bool) -> None:
+    @initialize(
+        n=st.integers(1, 5),
+        has_m2=st.sampled_from([True, True, True, False]),
+        fails=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(ERRORS)), max_size=3),
+    )
+    def launch(self, n: int, has_m2: bool, fails: list[tuple[int, str]]) -> None:
+        """A campaign over n contacts; the first sends to some of them will fail (``fails``:
+        most runs reach their first dispatch soon, before ``provider_will_fail`` is drawn)."""
         self.n = n
+        for i, kind in fails:
+            self.provider_will_fail(i, kind)
         with session_scope(self.settings) as session:
             cat = seed_contacts(session, n, category=f"sm{self.base}", start=self.base)
             m2 = "Merci {first_name} !" if has_m2 else None
@@ -281,13 +317,15 @@ class CampaignMachine(RuleBasedStateMachine):
                 st.integers(0, 50),
                 st.sampled_from(["sent", "delivered", "read", "failed"]),
                 st.booleans(),
+                FAILED_CODES,
             ),
             min_size=1,
             max_size=4,
         )
     )
-    def status_webhook(self, picks: list[tuple[int, str, bool]]) -> None:
-        """Statuses for sent messages, in any order, some already received."""
+    def status_webhook(self, picks: list[tuple[int, str, bool, str | None]]) -> None:
+        """Statuses for sent messages, in any order, some already received; a ``failed`` one
+        with one of Meta's codes, or none."""
         sent = [m for m in self.messages() if m[4] is not None]
         if not sent:
             return
@@ -295,12 +333,13 @@ class CampaignMachine(RuleBasedStateMachine):
         events: list[ProviderEvent] = []
         expected = dict(before)
         seen = set(self.used_keys)
-        for k, status, reuse in picks:
+        for k, status, reuse, code in picks:
             mid, _, _, _, pmid = sent[k % len(sent)]
             assert pmid is not None
             key = f"st:{pmid}:{status}" if reuse else f"st:{uuid.uuid4().hex}"
+            error = {"error_code": code, "error_text": "reported"} if status == "failed" else {}
             events.append(
-                StatusEvent(key, pmid, status, utcnow(), our_message_id=mid)  # type: ignore[arg-type]
+                StatusEvent(key, pmid, status, utcnow(), our_message_id=mid, **error)  # type: ignore[arg-type]
             )
             if key not in seen:
                 seen.add(key)
@@ -357,6 +396,31 @@ class CampaignMachine(RuleBasedStateMachine):
         assert len(self.messages()) == before_dispatch
 
     @rule()
+    def retry_limited(self) -> None:
+        """retry-limited: only the recipients Meta held back (131049) get a new Message 1."""
+        before = self.status()
+        limited = [
+            rid
+            for rid, (state, code, _) in self.failures().items()
+            if state == "failed" and code in LIMITED_CODES
+        ]
+        others = {rid for rid, (state, _, _) in self.failures().items() if state == "failed"}
+        try:
+            with session_scope(self.settings) as session:
+                n = lifecycle.retry_failed(
+                    session, self.settings, self.followups, self.cid, only_limited=True
+                )
+        except Conflict:
+            assert before not in ("sending", "paused", "completed") or not limited
+            return
+        assert n == len(limited)
+        self.retried.update(limited)
+        after = self.failures()
+        assert all(after[rid][0] == "queued" for rid in limited)
+        assert all(after[rid][0] == "failed" for rid in others - set(limited))
+        assert self.status() == ("sending" if before == "completed" else before)
+
+    @rule()
     def retry_failed(self) -> None:
         before = self.status()
         failed = [ph for ph, (_, s, _) in self.recipients().items() if s == "failed"]
@@ -404,8 +468,8 @@ class CampaignMachine(RuleBasedStateMachine):
         for rid, old in self.prev_states.items():
             new = states[rid]
             assert new in REACHABLE[old], f"recipient {rid}: {old} -> {new}"
-            if old in FINAL and old != "failed":
-                assert new == old
+            if old in FINAL:  # only by retry-failed, or a sent message reported failed
+                assert new == old or R(new) in RECIPIENT_TRANSITIONS[R(old)], (old, new)
         self.prev_states = states
         messages = {m[0]: m[3] for m in self.messages()}
         assert "sending" not in messages.values()  # every claim was settled
@@ -417,6 +481,17 @@ class CampaignMachine(RuleBasedStateMachine):
                     >= MESSAGE_STATUS_RANK[MessageStatus(old)]
                 ), f"message {mid}: {old} -> {new}"
         self.prev_messages = messages
+
+    @invariant()
+    def every_failure_says_why(self) -> None:
+        """A failed recipient keeps the provider's code and words, after the reason."""
+        if not self.cid:
+            return
+        for state, code, error in self.failures().values():
+            if state == "failed":
+                assert code and error and f"{code}: " in error, (code, error)
+            if code in LIMITED_CODES and state == "failed":
+                assert error is not None and error.startswith("limited by Meta")
 
     @invariant()
     def no_duplicate_message_1(self) -> None:

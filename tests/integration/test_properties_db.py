@@ -53,8 +53,24 @@ DB_EXAMPLES = hsettings(
 )
 
 # Fates that end in a final recipient state once the scenario has run.
-FINAL_FATES_M2 = ("m1_fail", "no_reply", "m2_ok", "m2_fail", "opt_out", "late_fail", "retry")
-FINAL_FATES_M1_ONLY = ("m1_fail", "done", "opt_out", "retry")
+# limited: Meta refuses Message 1 (131049); late_limited: Meta accepts it, then reports it
+# failed with 131049 (after ``done`` too, without Message 2); m2_late_fail: Message 2 is sent,
+# then reported failed.
+FINAL_FATES_M2 = (
+    "m1_fail",
+    "no_reply",
+    "m2_ok",
+    "m2_fail",
+    "opt_out",
+    "late_fail",
+    "retry",
+    "limited",
+    "late_limited",
+    "m2_late_fail",
+)
+FINAL_FATES_M1_ONLY = ("m1_fail", "done", "opt_out", "retry", "limited", "late_limited")
+# The fates that end failed, to be given a new Message 1 when the scenario retries.
+FAILING_FATES = ("m1_fail", "m2_fail", "late_fail", "limited", "late_limited", "m2_late_fail")
 # Fates that leave the recipient open (R1.4): a pending message or an open window.
 OPEN_FATES = ("m1_retrying", "waiting", "replied_pending", "unsent")
 
@@ -180,6 +196,8 @@ class Scenario:
         # Message 1.
         for i in self.who("m1_fail", "retry"):
             self.errors[(self.phone_of(i), "message_1")] = PermanentError("131026", "undeliverable")
+        for i in self.who("limited"):
+            self.errors[(self.phone_of(i), "message_1")] = PermanentError("131049", "limited")
         for i in self.who("m1_retrying"):
             self.persistent[(self.phone_of(i), "message_1")] = RetryableError("500", "later")
         for i in self.who("opt_out")[::2]:  # half the opt-outs happen before Message 1
@@ -188,21 +206,28 @@ class Scenario:
 
         # A Message 1 accepted, then reported failed by a status webhook (E2 path for M1).
         self.status_webhook(self.who("late_fail"), "failed")
+        self.status_webhook(self.who("late_limited"), "failed", code="131049")
         for i in self.who("opt_out")[1::2]:
             self.stop(i)
 
         # Replies, one of them twice (a duplicate changes nothing).
-        replying = self.who("m2_ok", "m2_fail", "replied_pending") if self.has_message_2 else []
+        replying = (
+            self.who("m2_ok", "m2_fail", "m2_late_fail", "replied_pending")
+            if self.has_message_2
+            else []
+        )
         for i in replying:
             self.reply(i)
         if replying:
             self.reply(replying[0], expect="already_answered")
         for i in self.who("m2_fail"):
             self.errors[(self.phone_of(i), "message_2")] = PermanentError("131026", "undeliverable")
-        m2_ids = self.m2_ids(self.who("m2_ok", "m2_fail"))
+        m2_ids = self.m2_ids(self.who("m2_ok", "m2_fail", "m2_late_fail"))
         if m2_ids:
             send_due(self.settings, self.provider, self.followups, m2_ids)
             self.step()
+        # A Message 2 accepted, then reported failed: message_2_sent -> failed (both final).
+        self.status_webhook(self.who("m2_late_fail"), "failed", kind="message_2")
 
         # retry_failed gives every failed contact a second Message 1, which goes through.
         # A contact whose Message 1 had gone out (late failure, failed Message 2) gets it twice.
@@ -216,13 +241,16 @@ class Scenario:
                 "opt_out": "opted_out",
                 "late_fail": "failed",
                 "done": "done",
+                "limited": "failed",
+                "late_limited": "failed",
+                "m2_late_fail": "failed",
             }.get(f, "")
             for i, f in enumerate(self.fates)
         }
         if not self.has_message_2:
             for i in self.who("opt_out")[1::2]:
                 self.expected[i] = "done"  # the stop came after Message 1 had finished it
-        retried = self.who("retry", "m1_fail", "m2_fail", "late_fail")
+        retried = self.who("retry", *FAILING_FATES)
         if self.who("retry"):
             assert self.retry_failed() == len(retried)
             self.dispatch(retried)
@@ -276,7 +304,9 @@ class Scenario:
                 )
             )
 
-    def status_webhook(self, indexes: list[int], status: str) -> None:
+    def status_webhook(
+        self, indexes: list[int], status: str, code: str = "131026", kind: str = "message_1"
+    ) -> None:
         if not indexes:
             return
         from relance.models import Contact
@@ -287,7 +317,11 @@ class Scenario:
                 select(Message.id, Message.provider_message_id)
                 .join(Recipient, Recipient.id == Message.recipient_id)
                 .join(Contact, Contact.id == Recipient.contact_id)
-                .where(Message.campaign_id == self.campaign_id, Contact.phone.in_(phones))
+                .where(
+                    Message.campaign_id == self.campaign_id,
+                    Message.kind == kind,
+                    Contact.phone.in_(phones),
+                )
             ).all()
             events = [
                 StatusEvent(
@@ -296,8 +330,8 @@ class Scenario:
                     status=status,  # type: ignore[arg-type]
                     timestamp=utcnow(),
                     our_message_id=mid,
-                    error_code="131026",
-                    error_text="undeliverable",
+                    error_code=code,
+                    error_text="reported failed",
                 )
                 for mid, pmid in rows
                 if pmid is not None
@@ -466,6 +500,8 @@ def test_p5_counts_add_up(
     for i, fate in enumerate(fates):
         assert states[s.phone_of(i)] == s.expected[i], (i, fate, s.fates, states)
     assert counts.message_1_sent == sent_to
+    # Meta's limits are counted apart among the failed (retry_failed takes them back out).
+    assert c.limited == (0 if s.who("retry") else len(s.who("limited", "late_limited")))
 
 
 def test_p5_contact_sent_message_1_twice_is_counted_once(settings: Settings) -> None:

@@ -11,15 +11,17 @@ import httpx
 import pytest
 
 from relance.config import Settings
+from relance.providers import meta_errors
 from relance.providers.base import (
     OutboundMessage,
     PermanentError,
     RateLimited,
     RetryableError,
 )
+from relance.providers.failures import LIMITED_CODES, effect_of
 from relance.providers.meta import SPAM_BACKOFF_SECONDS, MetaProvider
 from tests.support.http_server import FakeHttpServer, FakeResponse
-from tests.support.providers import TEXT, recorded, send_expecting
+from tests.support.providers import TEXT, meta_error, recorded, send_expecting
 
 PHONE_NUMBER_ID = "106540352242922"
 TOKEN = "EAAG-test-token"
@@ -359,6 +361,45 @@ def test_invalid_or_out_of_window_is_permanent(
 
     assert isinstance(error, PermanentError)
     assert error.stops_sender is False
+
+
+# What each code of Meta's reference must do, written out rather than read from the catalogue.
+EXPECTED = {
+    "rate_limited": {4, 80007, 130429, 131048, 131056},
+    "stops_sender": {0, 3, 10, 33, 190, 368, 131005, 131031, 131037, 131042, 131045, 133010},
+    "retryable": {1, 2, 131000, 131016, 131057, 133004},
+}
+
+
+@pytest.mark.parametrize("error", meta_errors.CATALOGUE, ids=lambda e: str(e.code))
+def test_every_code_of_metas_reference_answered_with_metas_body(
+    provider: MetaProvider, server: FakeHttpServer, error: meta_errors.MetaError
+) -> None:
+    raised = send_expecting(provider, server, meta_error(error.code))
+
+    assert raised.code == str(error.code)
+    assert f"(#{error.code}) {error.title}" in raised.text
+    assert error.details in raised.text and "fbtrace_id=" in raised.text
+    if error.code in EXPECTED["rate_limited"]:
+        assert isinstance(raised, RateLimited)
+    elif error.code in EXPECTED["retryable"]:
+        assert type(raised) is RetryableError
+    else:
+        assert isinstance(raised, PermanentError)
+        assert raised.stops_sender is (error.code in EXPECTED["stops_sender"])
+
+
+@pytest.mark.parametrize(
+    ("code", "effect"),
+    [(131049, "limited"), (131050, "opted_out"), (131047, "needs_template"), (131026, None)],
+)
+def test_what_a_failure_means_is_the_same_from_the_send_and_from_a_webhook(
+    code: int, effect: str | None
+) -> None:
+    for provider in ("meta", "simulator"):
+        assert effect_of(provider, str(code)) == effect
+    assert effect_of("wassenger", str(code)) is None
+    assert ("131049" in LIMITED_CODES) and ("63049" in LIMITED_CODES)
 
 
 def test_expired_token_190_stops_the_sender(provider: MetaProvider, server: FakeHttpServer) -> None:

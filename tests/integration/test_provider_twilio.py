@@ -64,7 +64,8 @@ def test_send_request_and_parsed_sid(provider: TwilioProvider, server: FakeHttpS
         "From": "whatsapp:+14155238886",
         "To": "whatsapp:+33612345678",
         "Body": "Bonjour Ana",
-        "StatusCallback": "https://relance.example.com/webhooks/twilio",
+        # our message id rides in the callback URL, so a status finds it even without the SID
+        "StatusCallback": "https://relance.example.com/webhooks/twilio?m=42",
     }
 
 

@@ -18,6 +18,7 @@ from relance.db import session_scope
 from relance.deps import get_followups
 from relance.gate import API_KEY_COOKIE
 from relance.models import Contact
+from relance.providers.base import PermanentError
 from tests.support.api import new_api_key
 from tests.support.engine import FakeProvider, make_campaign, phone, run_dispatch, seed_contacts
 
@@ -290,6 +291,35 @@ def test_campaign_page_of_a_finished_campaign_survives_deleting_a_contact(
     recipients = browser.get(f"/api/campaigns/{cid}/recipients").json()
     assert recipients["total"] == 6
     assert [r["phone"] for r in recipients["items"]].count(None) == 1
+
+
+def test_campaign_page_counts_meta_limits_apart_and_offers_to_retry_them(
+    browser: TestClient, settings: Settings
+) -> None:
+    """The counters and the funnel show the limited beside the failed; the page has the
+    retry-limited action and a failures list (filled by campaign.js from the recipients API)."""
+    with session_scope(settings) as session:
+        category_id = seed_contacts(session, 4)
+        cid = make_campaign(session, [category_id], message_2=None)
+    assert browser.post(f"/api/campaigns/{cid}/launch").json()["status"] == "sending"
+    errors = {
+        phone(0): PermanentError("131049", "limited"),
+        phone(1): PermanentError("131026", "x"),
+    }
+    run_dispatch(settings, FakeProvider(fail=lambda m: errors.get(m.to)))
+
+    page = browser.get(f"/campaigns/{cid}").text
+
+    assert '<dd data-stat="limited">1</dd>' in page
+    assert '<dd data-stat="failed">2</dd>' in page
+    losses = page.split('id="funnel-losses"', 1)[1].split("</ol>", 1)[0]
+    assert 'data-funnel="failed"' in losses and 'data-funnel="limited"' in losses
+    assert 'data-action="retry-limited"' in page
+    assert 'id="failures-table"' in page and 'id="failures" hidden' not in page
+    shown = browser.get(f"/api/campaigns/{cid}/recipients", params={"state": "failed"}).json()
+    assert sorted(r["last_error_code"] for r in shown["items"]) == ["131026", "131049"]
+    assert browser.post(f"/api/campaigns/{cid}/retry-limited").json()["retried"] == 1
+    assert '<dd data-stat="limited">0</dd>' in browser.get(f"/campaigns/{cid}").text
 
 
 def test_dashboard_helpers_need_the_key(anonymous: TestClient, settings: Settings) -> None:

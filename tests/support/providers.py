@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from relance.providers import meta_errors
 from relance.providers.base import OutboundMessage, Provider, ProviderError
 from tests.support.http_server import FakeHttpServer, FakeResponse
 
@@ -28,3 +29,8 @@ def send_expecting(
     with pytest.raises(ProviderError) as caught:
         provider.send(TEXT)
     return caught.value
+
+
+def meta_error(code: int) -> FakeResponse:
+    """The Graph API's answer to a send failing with ``code``: Meta's body and HTTP status."""
+    return FakeResponse(meta_errors.BY_CODE[code].http_status, json=meta_errors.error_body(code))

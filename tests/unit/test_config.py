@@ -38,6 +38,7 @@ SPEC_VARIABLES = [
     "PORT",
     "PUBLIC_URL",
     "DEFAULT_REGION",
+    "UNKNOWN_OUTCOME_POLICY",
 ]
 
 
@@ -97,6 +98,29 @@ def test_every_spec_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.provider == "meta"
     assert s.effective_public_url == "https://relance.example.com"
     assert not s.is_embedded
+
+
+@pytest.mark.parametrize(
+    ("provider", "policy"),
+    [("simulator", "resend"), ("meta", "resend"), ("wassenger", "fail"), ("twilio", "fail")],
+)
+def test_the_unknown_outcome_policy_defaults_per_provider_and_a_setting_wins(
+    monkeypatch: pytest.MonkeyPatch, provider: str, policy: str
+) -> None:
+    """``resend`` where a status webhook always comes for an accepted message (the Cloud API,
+    the simulator), ``fail`` where one may never come (a resend could send twice)."""
+    monkeypatch.setenv("RELANCE_PROVIDER", provider)
+    for name, value in PROVIDER_SECRETS.get(provider, {}).items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().outcome_policy == policy
+    monkeypatch.setenv("UNKNOWN_OUTCOME_POLICY", "")  # as a .env file writes it unset
+    assert load_settings().outcome_policy == policy
+    for explicit in ("fail", "resend"):
+        monkeypatch.setenv("UNKNOWN_OUTCOME_POLICY", explicit)
+        assert load_settings().outcome_policy == explicit
+    monkeypatch.setenv("UNKNOWN_OUTCOME_POLICY", "maybe")
+    with pytest.raises(ConfigError, match="UNKNOWN_OUTCOME_POLICY"):
+        load_settings()
 
 
 @pytest.mark.parametrize(

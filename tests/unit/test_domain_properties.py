@@ -30,6 +30,7 @@ from relance.campaigns.domain import (
     RecipientState,
     can_transition,
     can_transition_campaign,
+    failure_reason,
     is_complete,
     is_final,
     next_message_status,
@@ -333,13 +334,26 @@ def _reachable(start: T, graph: dict[T, frozenset[T]]) -> set[T]:
     return seen
 
 
-def test_recipient_final_states_have_no_exit_but_retry() -> None:
+def test_recipient_final_states_have_no_exit_but_retry_and_a_late_failure() -> None:
     for state in FINAL_RECIPIENT_STATES:
         exits = RECIPIENT_TRANSITIONS[state]
         if state == R.FAILED:
             assert exits == {R.QUEUED}  # retry-failed only
+        elif state in (R.MESSAGE_2_SENT, R.DONE):
+            # A sent message reported failed afterwards: from final to final, so a campaign
+            # never reopens for it.
+            assert exits == {R.FAILED}, state
+            assert all(is_final(s) for s in exits)
         else:
             assert exits == frozenset(), state
+
+
+def test_a_failure_reason_says_what_it_means_before_the_providers_words() -> None:
+    assert failure_reason("131026", "Message Undeliverable") == "131026: Message Undeliverable"
+    limited = failure_reason("131049", "(#131049) This message was not delivered", "limited")
+    assert limited.startswith("limited by Meta")
+    assert limited.endswith("(131049: (#131049) This message was not delivered)")
+    assert "template is needed" in failure_reason("131047", "Re-engagement", "needs_template")
 
 
 def test_every_recipient_state_reachable_from_queued() -> None:

@@ -79,11 +79,16 @@ def test_status_fixtures_parse(name: str, status: str, timestamp: int) -> None:
     assert event.raw["recipient_id"] == "33612345678"
 
 
-def test_failed_status_carries_the_error_code_and_title() -> None:
+def test_failed_status_carries_the_error_code_title_and_details() -> None:
     event = only(parse((FIXTURES / "webhook_status_failed_131026.json").read_bytes()))
 
     assert isinstance(event, StatusEvent)
-    assert (event.error_code, event.error_text) == ("131026", "Message undeliverable")
+    assert event.error_code == "131026"
+    assert event.error_text == (
+        "Message undeliverable | Unable to deliver message. The recipient phone number is not a "
+        "WhatsApp phone number, or the recipient has not accepted WhatsApp's new Terms of "
+        "Service."
+    )
 
 
 def test_successful_statuses_carry_no_error() -> None:

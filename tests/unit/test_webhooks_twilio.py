@@ -219,3 +219,23 @@ def test_malformed_webhooks_are_rejected_naming_the_field(body: bytes, field: st
 
     assert caught.value.status_code == 400
     assert field in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("query", "our_id"),
+    [
+        ("?m=42", 42),
+        ("", None),
+        ("?m=", None),
+        ("?m=4x2", None),
+        ("?m=1&m=2", None),
+        ("?m=" + "9" * 19, None),
+    ],
+)
+def test_a_status_callback_url_carries_our_message_id(query: str, our_id: int | None) -> None:
+    """TwilioProvider sets StatusCallback to ``.../webhooks/twilio?m=<our id>``; anything but
+    one of our ids (not a number, two values, too big for a row id) is not."""
+    event = only(parse_twilio(raw("status_callback_delivered.txt"), WEBHOOK_URL + query))
+
+    assert isinstance(event, StatusEvent)
+    assert event.our_message_id == our_id

@@ -31,11 +31,14 @@ from relance.campaigns.domain import (
 )
 from relance.db import pending, take_pending
 from relance.models import Campaign, Message, Recipient
+from relance.providers.failures import LIMITED_CODES
 
 log = logging.getLogger(__name__)
 
 STATE_COUNTERS = {state: f"n_{state.value}" for state in RecipientState}
-MESSAGE_COUNTERS = ("message_1_sent", "delivered", "read", "interactions")
+# Contacts sent Message 1, whose Message 1 was delivered or read, who replied, and the failed
+# recipients Meta held back (``limited``, a share of ``n_failed``).
+MESSAGE_COUNTERS = ("message_1_sent", "delivered", "read", "interactions", "limited")
 _PENDING = "campaign_counters"  # (campaign id, counter, change, when)
 
 
@@ -149,14 +152,27 @@ def recount(session: Session, campaign_id: int) -> dict[str, int]:
         )
         or 0
     )
+    # Delivered and read count contacts too: a retried Message 1 delivered again is not a
+    # second delivery to count (``outcomes._move_forward`` counts the first one only).
+    contacts = func.count(func.distinct(Message.recipient_id))
     out["delivered"] = (
-        session.scalar(select(func.count()).where(m1, Message.delivered_at.is_not(None))) or 0
+        session.scalar(select(contacts).where(m1, Message.delivered_at.is_not(None))) or 0
     )
-    out["read"] = session.scalar(select(func.count()).where(m1, Message.read_at.is_not(None))) or 0
+    out["read"] = session.scalar(select(contacts).where(m1, Message.read_at.is_not(None))) or 0
     out["interactions"] = (
         session.scalar(
             select(func.count()).where(
                 Recipient.campaign_id == campaign_id, Recipient.replied_at.is_not(None)
+            )
+        )
+        or 0
+    )
+    out["limited"] = (
+        session.scalar(
+            select(func.count()).where(
+                Recipient.campaign_id == campaign_id,
+                Recipient.state == RecipientState.FAILED.value,
+                Recipient.last_error_code.in_(LIMITED_CODES),
             )
         )
         or 0

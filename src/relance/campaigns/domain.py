@@ -3,12 +3,16 @@
 Recipient (one contact of one campaign)::
 
     queued --send M1--> awaiting_reply --reply in window--> replied --send M2--> message_2_sent
-       |                      |                                 |
-       |                      +--window closes--> no_interaction|
-       +--M1 fails for good--> failed <------M2 fails for good--+
+       |                      |                                 |                     |
+       |                      +--window closes--> no_interaction|                     |
+       +--M1 fails for good--> failed <------M2 fails for good--+---reported failed---+
     cancelled: the campaign was cancelled before this recipient finished
     opted_out: the contact opted out (stop keyword or button, marketing preference, API)
-    done: Message 1 sent in a campaign that has no Message 2
+    done: Message 1 sent in a campaign that has no Message 2 (-> failed if reported failed)
+
+A message the provider accepted may still be reported ``failed`` later (a status webhook): its
+recipient then ends ``failed``, even from ``message_2_sent`` or ``done``. Both are final, so no
+campaign reopens for it.
 
 Campaign: draft -> scheduled -> sending <-> paused -> completed | cancelled.
 Message: pending -> sending -> sent -> delivered -> read, or failed.
@@ -70,11 +74,12 @@ RECIPIENT_TRANSITIONS: dict[RecipientState, frozenset[RecipientState]] = {
     R.REPLIED: frozenset({R.MESSAGE_2_SENT, R.FAILED, R.CANCELLED, R.OPTED_OUT}),
     # retry-failed gives a failed recipient a new Message 1 attempt.
     R.FAILED: frozenset({R.QUEUED}),
-    R.MESSAGE_2_SENT: frozenset(),
+    # A sent message reported failed afterwards (final to final: the campaign stays complete).
+    R.MESSAGE_2_SENT: frozenset({R.FAILED}),
     R.NO_INTERACTION: frozenset(),
     R.CANCELLED: frozenset(),
     R.OPTED_OUT: frozenset(),
-    R.DONE: frozenset(),
+    R.DONE: frozenset({R.FAILED}),
 }
 
 C = CampaignStatus
@@ -98,6 +103,24 @@ MESSAGE_STATUS_RANK: dict[MessageStatus, int] = {
     M.READ: 4,
     M.FAILED: 5,
 }
+
+
+# What a failure's effect (``providers.base.FailureEffect``) tells the owner, before the
+# provider's own code and words.
+FAILURE_REASONS: dict[str, str] = {
+    "limited": "limited by Meta: a per-user limit on marketing messages held it back; "
+    "retry-limited sends it again later",
+    "needs_template": "a template is needed: more than 24 hours since the contact's last "
+    "message, so only an approved template may reach them",
+    "opted_out": "the contact stopped marketing messages from this business",
+}
+
+
+def failure_reason(code: str, text: str, effect: str | None = None) -> str:
+    """A recipient's ``last_error``: why it failed, in the owner's words, then the provider's."""
+    own = f"{code}: {text}"
+    reason = FAILURE_REASONS.get(effect or "")
+    return f"{reason} ({own})" if reason else own
 
 
 def can_transition(current: RecipientState, target: RecipientState) -> bool:

@@ -114,8 +114,23 @@ def cancel(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
 def retry_failed(
     campaign_id: CampaignId, session: DbSession, followups: FollowupsDep
 ) -> dict[str, Any]:
-    """Failed recipients get a new Message 1 attempt; the campaign goes back to sending."""
+    """Failed recipients (the limited ones too) get a new Message 1 attempt; the campaign goes
+    back to sending."""
     n = lifecycle.retry_failed(session, get_settings(), followups, campaign_id)
+    return {
+        "campaign_id": campaign_id,
+        "retried": n,
+        "status": queries.get_campaign(session, campaign_id).status,
+    }
+
+
+@router.post("/{campaign_id}/retry-limited", response_model=RetryOut)
+def retry_limited(
+    campaign_id: CampaignId, session: DbSession, followups: FollowupsDep
+) -> dict[str, Any]:
+    """Like retry-failed, for the recipients Meta held back only (per-user marketing limit,
+    ``limited`` in the stats): Meta advises sending those again later, not at once."""
+    n = lifecycle.retry_failed(session, get_settings(), followups, campaign_id, only_limited=True)
     return {
         "campaign_id": campaign_id,
         "retried": n,

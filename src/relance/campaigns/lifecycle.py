@@ -1,10 +1,12 @@
-"""What people do to a running campaign: pause, resume, cancel, retry its failed sends."""
+"""What people do to a running campaign: pause, resume, cancel, retry its failed (or only its
+limited) sends."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, literal
+from sqlalchemy import func, literal, or_
 from sqlalchemy.orm import Session
 
 from relance.campaigns import counters
@@ -16,6 +18,7 @@ from relance.campaigns.queries import get_campaign
 from relance.config import Settings
 from relance.errors import Conflict
 from relance.models import Campaign, Message, Recipient, utcnow
+from relance.providers.failures import LIMITED_CODES
 
 S = RecipientState
 C = CampaignStatus
@@ -81,33 +84,32 @@ def retry_failed(
     followups: Followups,
     campaign_id: int,
     now: datetime | None = None,
+    only_limited: bool = False,
 ) -> int:
     """Failed recipients get a new Message 1 attempt; the campaign goes back to ``sending``.
 
-    The new Message 1 rows are created here, pending: the dispatcher sends them like any
-    retry. The recipients keep their ``message_1_created_at`` (stamped when their first
+    ``only_limited``: only those Meta held back (per-user marketing limit, ``limited``), for
+    retry-limited. The new Message 1 rows are created here, pending: the dispatcher sends them
+    like any retry. The recipients keep their ``message_1_created_at`` (stamped when their first
     Message 1 was created), so no claim creates another one for them.
     """
     now = now or utcnow()
     campaign = get_campaign(session, campaign_id, lock=True)
     if campaign.status not in (C.SENDING, C.PAUSED, C.COMPLETED):
         raise Conflict(f"campaign {campaign_id} is {campaign.status}: nothing to retry")
-    rows = repo.move_recipients(
-        session,
-        # A deleted contact's recipient (anonymised) has no one left to send to.
-        [Recipient.campaign_id == campaign_id, Recipient.contact_id.is_not(None)],
-        S.FAILED,
-        S.QUEUED,
-        now,
-        last_error=None,
-        window_closes_at=None,
-        message_1_created_at=func.coalesce(
-            Recipient.message_1_created_at, literal(now, Recipient.message_1_created_at.type)
-        ),
-    )
+    # A deleted contact's recipient (anonymised) has no one left to send to.
+    ours = [Recipient.campaign_id == campaign_id, Recipient.contact_id.is_not(None)]
+    limited = Recipient.last_error_code.in_(LIMITED_CODES)
+    rows = _requeue_failed(session, [*ours, limited], now)
+    if rows:  # they leave the limited ones
+        counters.record(session, campaign_id, "limited", now, -len(rows))
+    if not only_limited:
+        others = or_(Recipient.last_error_code.is_(None), ~limited)
+        rows += _requeue_failed(session, [*ours, others], now)
     if not rows:
+        which = "limited by Meta" if only_limited else "failed"
         raise Conflict(
-            f"campaign {campaign_id} has no failed recipient to retry "
+            f"campaign {campaign_id} has no {which} recipient to retry "
             "(those of deleted contacts are not retried)"
         )
     session.add_all(
@@ -132,3 +134,19 @@ def retry_failed(
     session.flush()
     after_commit_dispatch(session, followups)
     return len(rows)
+
+
+def _requeue_failed(session: Session, where: list[Any], now: datetime) -> list[Any]:
+    return repo.move_recipients(
+        session,
+        where,
+        S.FAILED,
+        S.QUEUED,
+        now,
+        last_error=None,
+        last_error_code=None,
+        window_closes_at=None,
+        message_1_created_at=func.coalesce(
+            Recipient.message_1_created_at, literal(now, Recipient.message_1_created_at.type)
+        ),
+    )

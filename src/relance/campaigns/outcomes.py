@@ -34,6 +34,7 @@ from relance.campaigns.domain import (
 )
 from relance.campaigns.followups import Followups, after_commit_check
 from relance.campaigns.lifecycle import pause_campaign
+from relance.campaigns.send_failures import fail_messages
 from relance.config import Settings
 from relance.db import on_commit
 from relance.models import Campaign, Message, Recipient, utcnow
@@ -163,50 +164,6 @@ def mark_sent(
         after_commit_check(
             session, followups, row.campaign_id, settings.status_check_countdown_seconds
         )
-    return len(rows)
-
-
-# Failed -------------------------------------------------------------------------------------
-
-
-def fail_messages(
-    session: Session,
-    message_ids: Sequence[int],
-    code: str,
-    text: str,
-    now: datetime,
-    from_status: MessageStatus | None = MS.SENDING,
-    followups: Followups | None = None,
-    settings: Settings | None = None,
-) -> int:
-    """Messages fail for good; their recipients end ``failed`` (E2: counted, checked)."""
-    where = [Message.id.in_(message_ids), Message.status != MS.FAILED.value]
-    if from_status is not None:
-        where.append(Message.status == from_status.value)
-    rows = list(
-        session.execute(
-            update(Message)
-            .where(*where)
-            .values(status=MS.FAILED.value, failed_at=now, error_code=code[:50], error_text=text)
-            .returning(Message.recipient_id, Message.campaign_id, Message.kind)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    for recipient_id, campaign_id, kind in rows:
-        olds = (S.QUEUED, S.AWAITING_REPLY) if kind == MessageKind.MESSAGE_1 else (S.REPLIED,)
-        for old in olds:
-            repo.move_recipients(
-                session,
-                [Recipient.id == recipient_id],
-                old,
-                S.FAILED,
-                now,
-                last_error=f"{code}: {text}"[:1000],
-            )
-        if kind == MessageKind.MESSAGE_2 and followups is not None and settings is not None:
-            after_commit_check(
-                session, followups, campaign_id, settings.status_check_countdown_seconds
-            )
     return len(rows)
 
 
@@ -369,7 +326,9 @@ def _move_forward(
     """``current -> target`` by compare-and-set; counters only for the winner.
 
     Counting before the compare-and-set won lost the ``read`` of a [delivered, read] batch and
-    counted ``delivered`` twice.
+    counted ``delivered`` twice. ``delivered`` and ``read`` count contacts, like
+    ``message_1_sent``: a Message 1 that retry-failed sent again counts only if no other one of
+    the contact's did.
     """
     values: dict[str, object] = {"status": target.value}
     counted: list[str] = []
@@ -392,5 +351,24 @@ def _move_forward(
         set_committed_value(message, key, value)
     if message.kind == MessageKind.MESSAGE_1:
         for counter in counted:
-            counters.record(session, message.campaign_id, counter, now)
+            if not _counted_for_another_message_1(session, message, counter):
+                counters.record(session, message.campaign_id, counter, now)
     return True
+
+
+def _counted_for_another_message_1(session: Session, message: Message, counter: str) -> bool:
+    """Was another Message 1 of this contact (a retry-failed) delivered / read already?"""
+    stamp = Message.delivered_at if counter == "delivered" else Message.read_at
+    return (
+        session.scalar(
+            select(Message.id)
+            .where(
+                Message.recipient_id == message.recipient_id,
+                Message.kind == MessageKind.MESSAGE_1.value,
+                Message.id != message.id,
+                stamp.is_not(None),
+            )
+            .limit(1)
+        )
+        is not None
+    )

@@ -50,6 +50,7 @@ def campaign_stats(campaign: Campaign) -> dict[str, Any]:
         "message_2_sent": counts.message_2_sent,
         "no_interaction": counts.no_interaction,
         "failed": counts.failed,
+        "limited": campaign.limited,
         "opted_out": counts.opted_out,
         "cancelled": counts.cancelled,
         "done": counts.done,

@@ -117,6 +117,10 @@ class StatsOut(BaseModel):
     message_2_sent: int
     no_interaction: int
     failed: int
+    limited: int = Field(
+        description="of the failed, those Meta held back (per-user marketing limit, code "
+        "131049): retry-limited sends them again"
+    )
     opted_out: int
     cancelled: int
     done: int
@@ -153,7 +157,11 @@ class RecipientOut(BaseModel):
     cancelled_at: datetime | None
     opted_out_at: datetime | None
     done_at: datetime | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="why it failed (or opted out with a failure): the reason, then the "
+        "provider's code, title and details"
+    )
+    last_error_code: str | None = Field(description="the provider's code of that failure")
 
 
 class RecipientList(BaseModel):

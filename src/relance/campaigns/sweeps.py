@@ -18,8 +18,8 @@ from relance.campaigns.domain import (
     status_after_check,
 )
 from relance.campaigns.followups import Followups, after_commit_check
-from relance.campaigns.outcomes import fail_messages
 from relance.campaigns.queries import get_campaign
+from relance.campaigns.send_failures import fail_messages
 from relance.config import Settings
 from relance.models import Campaign, Message, Recipient, utcnow
 
@@ -103,8 +103,8 @@ def recover_interrupted(
     """Messages left ``sending`` by a dead worker, once the grace period is over.
 
     The provider may have sent them: a status webhook matched by our id moves them on during
-    the grace period. After it, ``UNKNOWN_OUTCOME_POLICY`` decides: ``fail`` (never risk a
-    duplicate) or ``resend``.
+    the grace period. After it, ``UNKNOWN_OUTCOME_POLICY`` decides (``Settings.outcome_policy``,
+    by default per provider): ``fail`` (never risk a duplicate) or ``resend``.
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=settings.sending_grace_seconds)
@@ -118,7 +118,7 @@ def recover_interrupted(
     )
     if not stuck:
         return {"failed": 0, "requeued": 0}
-    if settings.unknown_outcome_policy == "resend":
+    if settings.outcome_policy == "resend":
         session.execute(
             update(Message)
             .where(Message.id.in_(stuck), Message.status == MessageStatus.SENDING.value)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from relance.campaigns.inbound import Receiver, apply_webhook
 from relance.config import get_settings
 from relance.deps import FollowupsDep
 from relance.providers import meta_webhooks
+from relance.providers.events import InteractionEvent
 from relance.providers.webhooks import check_route, verify_and_parse
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'  # "do nothing now"
 
 _JSON_ERROR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
@@ -35,11 +35,22 @@ def meta_handshake(request: Request) -> str:
     return meta_webhooks.verify_handshake(dict(request.query_params), settings.meta_verify_token)
 
 
-@router.post("/{provider}")
-async def receive(provider: str, request: Request, followups: FollowupsDep) -> dict[str, Any]:
+@router.post(
+    "/{provider}",
+    response_model=None,
+    responses={
+        200: {
+            "description": "a tally of the events; to a Twilio incoming message, empty TwiML",
+            "content": {"application/json": {}, "text/xml": {"example": EMPTY_TWIML}},
+        }
+    },
+)
+async def receive(provider: str, request: Request, followups: FollowupsDep) -> Response:
     """Verify the signature on the raw body; store each event once; apply all in one transaction.
 
     Only the configured provider's route exists: the others answer 404 before the body is read.
+    Twilio takes the answer to an incoming message as TwiML instructions: it gets an empty
+    ``<Response/>`` (relance replies later, through the API, if at all).
     """
     settings = get_settings()
     check_route(provider, settings)
@@ -49,4 +60,6 @@ async def receive(provider: str, request: Request, followups: FollowupsDep) -> d
         url += "?" + request.url.query
     events = verify_and_parse(provider, settings, request.headers, body, url)
     tally = await run_in_threadpool(apply_webhook, Receiver(settings, followups, provider), events)
-    return {"received": len(events), **tally}
+    if provider == "twilio" and any(isinstance(e, InteractionEvent) for e in events):
+        return Response(EMPTY_TWIML, media_type="text/xml")
+    return JSONResponse({"received": len(events), **tally})

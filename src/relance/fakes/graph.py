@@ -5,6 +5,10 @@ figure. Every ``POST .../messages`` is answered at once like Meta does, with a f
 and recorded (``accepted``: arrival time, recipient, our message id, text). On demand it also:
 
 * answers a 429 (130429, ``Retry-After``) to the requests ``rate_limit(n)`` picks;
+* answers the sends to the numbers of ``errors`` with that Meta error code, in Meta's own body
+  and HTTP status (``relance.providers.meta_errors``), and accepts those to the numbers of
+  ``failures``, then reports them ``failed`` with that code in the status webhook, as Meta does
+  for the failures it finds after accepting a message (131049, 131050, 131047...);
 * waits ``delay`` seconds before answering (a slow provider, many requests in flight);
 * posts a signed ``sent`` status carrying ``biz_opaque_callback_data`` to ``webhook_url`` for
   each accepted send, one after the other, retried until answered 200, as Meta does;
@@ -31,18 +35,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from relance.providers import meta_errors
 from relance.providers.meta_webhooks import sign, status_payload
 
 STATS_PATH = "/_fake/stats"
 WEBHOOK_ATTEMPTS = 50  # Meta retries a webhook until it is accepted
 WEBHOOK_RETRY_SECONDS = 0.2
-_RATE_LIMITED = b'{"error": {"code": 130429, "message": "Rate limit hit"}}'
+_RATE_LIMITED = json.dumps(meta_errors.error_body(130429)).encode()
 _NOT_FOUND = b'{"error": {"code": 100, "message": "unknown path"}}'
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 429: b"Too Many Requests"}
 
 
 def cursor(offset: int) -> str:
@@ -80,8 +85,14 @@ class FakeGraph:
         waba_id: str = "102290129340398",
         page_size: int = 25,
         keep_templates: bool = False,
+        errors: Mapping[str, int] | None = None,
+        failures: Mapping[str, int] | None = None,
     ) -> None:
         self.app_secret = app_secret
+        # Recipient (digits, as sent in "to") -> Meta error code: answered at once / reported
+        # failed by webhook after the send was accepted.
+        self.errors = dict(errors or {})
+        self.failures = dict(failures or {})
         self.rate_limit = rate_limit
         self.delay = delay
         self.webhook_url = webhook_url
@@ -142,6 +153,12 @@ class FakeGraph:
         now = time.time()
         payload: dict[str, Any] = json.loads(body)
         to = str(payload.get("to", ""))
+        if to in self.errors:
+            self.rejected += 1
+            code = self.errors[to]
+            return meta_errors.BY_CODE[code].http_status, json.dumps(
+                meta_errors.error_body(code)
+            ).encode()
         text = str((payload.get("text") or {}).get("body", ""))
         wamid = f"{self._prefix}{len(self.accepted) + 1}"
         our_id = int(payload.get("biz_opaque_callback_data") or 0)
@@ -152,7 +169,7 @@ class FakeGraph:
             self.marked.setdefault(to, now)
         if self.webhook_url and self._webhooks is not None:
             self._webhooks_pending += 1
-            self._webhooks.put_nowait(_sent_status(accepted))
+            self._webhooks.put_nowait(_status(accepted, self.failures.get(to)))
         return 200, (
             b'{"messaging_product":"whatsapp","contacts":[{"input":"%s","wa_id":"%s"}],'
             b'"messages":[{"id":"%s"}]}' % (to.encode(), to.encode(), wamid.encode())
@@ -214,7 +231,7 @@ class FakeGraph:
                     writer.write(
                         b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
                         b"Content-Length: %d\r\n\r\n%s"
-                        % (status, _REASONS[status], retry, len(payload), payload)
+                        % (status, _reason(status), retry, len(payload), payload)
                     )
                     await writer.drain()
                 finally:
@@ -298,14 +315,22 @@ class FakeGraph:
         self.close()
 
 
-def _sent_status(accepted: Accepted) -> bytes:
-    status = {
+def _reason(status: int) -> bytes:
+    return HTTPStatus(status).phrase.encode()
+
+
+def _status(accepted: Accepted, failed_with: int | None) -> bytes:
+    """The status webhook Meta posts about an accepted send: ``sent``, or ``failed`` with the
+    error Meta found afterwards."""
+    status: dict[str, Any] = {
         "id": accepted.wamid,
-        "status": "sent",
+        "status": "sent" if failed_with is None else "failed",
         "timestamp": str(int(accepted.at)),
         "recipient_id": accepted.to,
         "biz_opaque_callback_data": str(accepted.our_id),
     }
+    if failed_with is not None:
+        status["errors"] = [meta_errors.status_error(failed_with)]
     return json.dumps(status_payload([status])).encode()
 
 

@@ -91,6 +91,8 @@ class Campaign(Base):
     delivered: Mapped[int] = _counter()
     read: Mapped[int] = _counter()
     interactions: Mapped[int] = _counter()
+    # Failed recipients that Meta held back (per-user marketing limit): retry-limited's share.
+    limited: Mapped[int] = _counter()
 
 
 class Recipient(Base):
@@ -134,6 +136,8 @@ class Recipient(Base):
     opted_out_at: Mapped[datetime | None]
     done_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The provider's code of that failure (Meta's 131049...), shown and filtered on.
+    last_error_code: Mapped[str | None] = mapped_column(String(50))
     # When the claim created this recipient's Message 1 row; NULL: none yet (the launch creates
     # recipients only, the dispatcher creates each Message 1 as it claims it).
     message_1_created_at: Mapped[datetime | None]

@@ -55,6 +55,13 @@ class PermanentError(ProviderError):
         self.stops_sender = stops_sender
 
 
+# What a failure means beyond "this message did not go", the same whatever the provider's
+# code for it (``relance.providers.failures`` maps codes to it): the contact stopped marketing
+# messages, the provider held a marketing message back (a per-user limit: try again later), or
+# only a template may reach the contact now (its last message is more than 24 h old).
+FailureEffect = Literal["opted_out", "limited", "needs_template"]
+
+
 class Provider(Protocol):
     name: str
 

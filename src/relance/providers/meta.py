@@ -2,8 +2,8 @@
 
 ``POST {META_GRAPH_URL}/{META_API_VERSION}/{META_PHONE_NUMBER_ID}/messages`` with a bearer token.
 Graph API errors (``{"error": {"code", "message", "error_subcode", "error_data"}}``) are mapped
-once, here, onto the three errors the engine knows (see ``error_for``). The webhook side lives in
-``meta_webhooks.py``.
+once, here, onto the three errors the engine knows (see ``error_for``), from the table of Meta's
+codes in ``meta_errors.py``. The webhook side lives in ``meta_webhooks.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from relance.providers import meta_errors
 from relance.providers.base import (
     OutboundMessage,
     PermanentError,
@@ -34,42 +35,12 @@ from relance.providers.http import (
 SPAM_BACKOFF_SECONDS = 3600.0
 
 SPAM_CODES = frozenset({131048})
+# Every code of Meta's reference, each with Meta's title, in ``meta_errors.CATALOGUE``.
 ERROR_CODES = ErrorCodes(
-    # 130429 throughput (80 msg/s per number), 131056 pair rate (one user, ~1 msg / 6 s),
-    # 80007 WABA rate limit, 4 app-level API call limit.
-    rate_limited=frozenset({4, 80007, 130429, 131056}),
-    # Nothing sent from this number can go until a human fixes the account: token,
-    # permissions (200-299 too), lock, payment, registration.
-    stops_sender=frozenset({0, 3, 10, 190, 368, 131005, 131031, 131042, 131045, 133010}),
-    # Meta's side failed (1 unknown, 2 service, 131000 something went wrong, 131016 / 133004
-    # service temporarily unavailable).
-    retryable=frozenset({1, 2, 131000, 131016, 133004}),
-    # This message to this recipient will never go: undeliverable, outside the 24 h window,
-    # marketing refused, or a request Meta rejects as invalid.
-    permanent=frozenset(
-        {
-            100,
-            470,
-            131008,
-            131009,
-            131021,
-            131026,
-            131030,
-            131047,
-            131049,
-            131050,
-            131051,
-            131052,
-            131053,
-            132000,
-            132001,
-            132005,
-            132007,
-            132012,
-            132015,
-            132016,
-        }
-    ),
+    rate_limited=meta_errors.codes("rate_limited"),
+    stops_sender=meta_errors.codes("stops_sender"),
+    retryable=meta_errors.codes("retryable"),
+    permanent=meta_errors.codes("permanent"),
 )
 
 
@@ -214,15 +185,8 @@ def _graph_error(response: httpx.Response) -> dict[str, Any]:
 
 
 def _error_text(error: Mapping[str, Any], response: httpx.Response) -> str:
-    message = error.get("message")
-    data = error.get("error_data")
-    details = data.get("details") if isinstance(data, dict) else None
-    parts = [str(message)] if message else []
-    if details and details != message:
-        parts.append(str(details))
-    if error.get("fbtrace_id"):
-        parts.append(f"fbtrace_id={error['fbtrace_id']}")
-    return " | ".join(parts) or f"HTTP {response.status_code}: {response.text[:200]}"
+    described = meta_errors.describe(error)
+    return described or f"HTTP {response.status_code}: {response.text[:200]}"
 
 
 def _int(value: object) -> int | None:

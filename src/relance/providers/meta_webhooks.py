@@ -16,6 +16,7 @@ from typing import Any
 
 from relance.providers.base import WebhookRejected, json_body
 from relance.providers.events import REPORTED_STATUSES, NoticeEvent, ProviderEvent, StatusEvent
+from relance.providers.meta_errors import describe
 from relance.providers.meta_fields import (
     TEMPLATE_SIGNALS,
     errors_event,
@@ -83,7 +84,7 @@ def _status_event(status: Mapping[str, Any], where: str) -> StatusEvent | None:
         timestamp=_timestamp(status.get("timestamp")),
         our_message_id=our_id,
         error_code=str(first["code"]) if "code" in first else None,
-        error_text=str(first.get("title") or first.get("message") or "") or None,
+        error_text=describe(first),  # Meta's title and details
         raw=dict(status),
     )
 

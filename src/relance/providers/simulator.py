@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 
 from relance.config import Settings
+from relance.providers import meta_errors
 from relance.providers.base import OutboundMessage, SendResult
 from relance.providers.meta_webhooks import message_payload, sign, status_payload
 
@@ -85,7 +86,7 @@ class SimulatorProvider:
             failed = {
                 **status,
                 "status": "failed",
-                "errors": [{"code": 131026, "title": "Message undeliverable"}],
+                "errors": [meta_errors.status_error(131026)],
             }
             self._schedule(at + self._delay(0.5), status_payload([failed]))
             return SendResult(wamid)

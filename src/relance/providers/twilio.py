@@ -1,14 +1,21 @@
 """Twilio (WhatsApp sender) adapter: send through the Messages API.
 
 Sends are form-encoded ``POST /2010-04-01/Accounts/{SID}/Messages.json`` with HTTP basic auth and
-a ``StatusCallback`` pointing at ``{PUBLIC_URL}/webhooks/twilio`` (``twilio_webhooks``).
+a ``StatusCallback`` pointing at ``{PUBLIC_URL}/webhooks/twilio?m=<our message id>``
+(``twilio_webhooks``).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from relance.providers.base import OutboundMessage, PermanentError, ProviderError, SendResult
+from relance.providers.base import (
+    FailureEffect,
+    OutboundMessage,
+    PermanentError,
+    ProviderError,
+    SendResult,
+)
 from relance.providers.http import (
     ErrorCodes,
     HttpProvider,
@@ -18,6 +25,7 @@ from relance.providers.http import (
     required_id,
     retry_after_seconds,
 )
+from relance.providers.twilio_webhooks import OUR_ID_PARAM
 
 WEBHOOK_PATH = "/webhooks/twilio"
 
@@ -33,6 +41,9 @@ ERROR_CODES = ErrorCodes(
     # recipient, 63049 Meta chose not to deliver. Any other 4xx is also permanent.
     permanent=frozenset({21211, 21408, 21610, 21614, 63003, 63016, 63024, 63049}),
 )
+# Twilio's names for Meta's 131049 (Meta chose not to deliver this marketing message) and
+# 131047 / 470 (outside the 24 h window: only a template may go).
+FAILURE_EFFECTS: dict[str, FailureEffect] = {"63049": "limited", "63016": "needs_template"}
 
 
 class TwilioProvider(HttpProvider):
@@ -65,13 +76,20 @@ class TwilioProvider(HttpProvider):
             "From": whatsapp_address(s.twilio_from),
             "To": whatsapp_address(message.to),
             "Body": message.text,  # Cloud API templates are not Twilio Content: the text goes
-            "StatusCallback": self.status_callback_url,
+            # Our id rides in the callback URL (Twilio signs the URL with it), so a status
+            # finds its message even if we died before storing the SID, as
+            # biz_opaque_callback_data does with Meta.
+            "StatusCallback": callback_url_for(self.status_callback_url, message.message_id),
         }
         auth = (s.twilio_account_sid, s.twilio_auth_token)
         response = self._post(self.messages_url, data=form, auth=auth)
         if response.is_success:
             return SendResult(provider_message_id=required_id(response, "sid"))
         raise error_for(response)
+
+
+def callback_url_for(webhook_url: str, message_id: int) -> str:
+    return f"{webhook_url}?{OUR_ID_PARAM}={message_id}"
 
 
 def whatsapp_address(number: str) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 from relance.config import Settings
 from relance.providers.base import WebhookRejected, e164
@@ -25,6 +26,9 @@ from relance.providers.events import (
 )
 
 SIGNATURE_HEADER = "x-twilio-signature"
+# The StatusCallback URL's query parameter that carries our message id (``TwilioProvider``).
+OUR_ID_PARAM = "m"
+_OUR_ID = re.compile(r"[0-9]{1,18}")  # a message id of ours fits a BIGINT
 
 STATUS_MAP: dict[str, ReportedStatus] = {
     **REPORTED_STATUSES,
@@ -86,8 +90,10 @@ def _form(body: bytes) -> list[tuple[str, str]]:
         raise WebhookRejected(400, "body: not form-encoded UTF-8") from None
 
 
-def parse_twilio(body: bytes) -> list[StatusEvent | InteractionEvent]:
-    """Turn one Twilio webhook (status callback or inbound message) into events."""
+def parse_twilio(body: bytes, url: str = "") -> list[StatusEvent | InteractionEvent]:
+    """Turn one Twilio webhook (status callback or inbound message) into events.
+
+    ``url`` is the one Twilio called: a status callback's carries our message id."""
     form = dict(_form(body))
     sid = form.get("MessageSid") or form.get("SmsSid")
     if not sid:
@@ -109,11 +115,18 @@ def parse_twilio(body: bytes) -> list[StatusEvent | InteractionEvent]:
             status=reported,
             # Twilio's status callbacks carry no event time: the moment we hear of it.
             timestamp=datetime.now(UTC),
+            our_message_id=_our_id(url),
             error_code=error_code if failed else None,
             error_text=(form.get("ErrorMessage") or f"Twilio status {status}") if failed else None,
             raw=dict(form),
         )
     ]
+
+
+def _our_id(url: str) -> int | None:
+    values = parse_qs(urlsplit(url).query).get(OUR_ID_PARAM, [])
+    # Anything but one of our ids (a number too big for a row id, a second value) is not.
+    return int(values[0]) if len(values) == 1 and _OUR_ID.fullmatch(values[0]) else None
 
 
 def _inbound(sid: str, form: Mapping[str, str]) -> InteractionEvent:

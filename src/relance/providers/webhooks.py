@@ -40,5 +40,5 @@ def verify_and_parse(
         return list(wassenger_webhooks.parse_wassenger(body))
     if provider == "twilio":
         twilio_webhooks.verify_twilio(settings, headers, body, url)
-        return list(twilio_webhooks.parse_twilio(body))
+        return list(twilio_webhooks.parse_twilio(body, url))
     raise AssertionError(f"RELANCE_PROVIDER {provider!r} has no webhook parser")

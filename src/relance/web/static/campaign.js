@@ -9,6 +9,8 @@
   const FINAL = ["completed", "cancelled"];
   let status = root.dataset.status;
   let failed = Number(document.querySelector('[data-stat="failed"]').textContent) || 0;
+  let limited = Number(document.querySelector('[data-stat="limited"]').textContent) || 0;
+  let failuresShown = -1;
   let source = null;
   let lastStats = "";
   let blockingAt = 0;
@@ -23,6 +25,7 @@
       pause: status === "sending",
       resume: status === "paused",
       "retry-failed": failed > 0 && ["sending", "paused", "completed"].includes(status),
+      "retry-limited": limited > 0 && ["sending", "paused", "completed"].includes(status),
       cancel: ["sending", "paused", "scheduled"].includes(status),
       delete: !["sending", "paused"].includes(status),
     };
@@ -54,7 +57,9 @@
       row.querySelector(".funnel-value").textContent = String(value);
     }
     failed = stats.failed;
+    limited = stats.limited;
     setStatus(stats.status, stats.status_reason);
+    if (failed !== failuresShown) refreshFailures();
     R.setTime($("started-at"), stats.started_at);
     R.setTime($("completed-at"), stats.completed_at);
     const pacing = stats.pacing;
@@ -139,6 +144,30 @@
     }
   }
 
+  // Failures, each with the provider's code and words ---------------------------------------
+  async function refreshFailures() {
+    failuresShown = failed;
+    $("failures").hidden = failed === 0;
+    if (failed === 0) return;
+    const answer = await R.api("GET", "/api/campaigns/" + id + "/recipients?state=failed&limit=50");
+    if (!answer.ok) return;
+    const data = answer.data;
+    $("failures-table").tBodies[0].replaceChildren(
+      ...data.items.map((item) => {
+        const row = document.createElement("tr");
+        row.dataset.code = item.last_error_code || "";
+        for (const text of [item.phone ?? "(deleted contact)", item.last_error_code || "—", item.last_error || ""]) {
+          const cell = document.createElement("td");
+          cell.textContent = text;
+          row.append(cell);
+        }
+        return row;
+      }),
+    );
+    $("failures-count").textContent =
+      data.total + (data.items.length < data.total ? " (first " + data.items.length + " shown)" : "");
+  }
+
   // Sends per minute ----------------------------------------------------------------------
   async function refreshTimeline() {
     timelineAt = Date.now();
@@ -176,6 +205,7 @@
     pause: "Pause sending? Replies still get their Message 2 once you resume.",
     resume: "Resume sending?",
     "retry-failed": "Send Message 1 again to every failed contact?",
+    "retry-limited": "Send Message 1 again to the contacts Meta held back (its per-user limit on marketing messages)?",
     cancel: "Cancel this campaign? Nothing more will be sent; this cannot be undone.",
     delete: "Delete this campaign and its history? This cannot be undone.",
   };
@@ -213,6 +243,7 @@
   }
 
   showButtons();
+  refreshFailures();
   refreshBlocking();
   refreshTimeline();
   follow();
