@@ -6,21 +6,26 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 from relance import __version__
+from relance.accounts import key_endpoints, user_endpoints
+from relance.accounts.principal import Principal
 from relance.campaigns import endpoints as campaign_endpoints
 from relance.campaigns import template_endpoints, webhook_endpoints
 from relance.config import Settings, get_settings
 from relance.contacts import category_endpoints
 from relance.contacts import endpoints as contact_endpoints
 from relance.errors import ERROR_RESPONSES, DomainError
-from relance.gate import API_KEY_COOKIE, Gate, bearer_token, cookie_value, lookup_api_key
+from relance.gate import STATE_PRINCIPAL, Gate
 from relance.health import HealthProbe
 from relance.providers.base import WebhookRejected
-from relance.web import pages, session
+from relance.web import account_pages, pages, session
 
 ROUTERS = (
     contact_endpoints.router,
@@ -29,8 +34,11 @@ ROUTERS = (
     campaign_endpoints.dashboard,
     template_endpoints.router,
     webhook_endpoints.router,
+    user_endpoints.router,
+    key_endpoints.router,
     session.router,
     pages.router,
+    account_pages.router,
 )
 
 
@@ -63,11 +71,60 @@ class HealthOut(BaseModel):
 
 async def health(request: Request) -> JSONResponse:
     """200 ``{"status": "ok"}``, or 503 ``degraded`` when the database or the broker is not."""
-    settings: Settings = request.app.state.settings
-    key = bearer_token(request.headers) or cookie_value(request.headers, API_KEY_COOKIE)
-    detailed = bool(key) and await run_in_threadpool(lookup_api_key, settings, str(key)) is not None
+    detailed = isinstance(getattr(request.state, STATE_PRINCIPAL, None), Principal)
     body, code = await run_in_threadpool(request.app.state.health.report, detailed)
     return JSONResponse(body, status_code=code)
+
+
+def _permission_of(dependant: Dependant) -> str | None:
+    """The permission a route's dependencies require (``relance.deps.require``), if any."""
+    for dep in dependant.dependencies:
+        found = getattr(dep.call, "permission", None) or _permission_of(dep)
+        if found:
+            return str(found)
+    return None
+
+
+def route_permissions(app: FastAPI) -> dict[tuple[str, str], str]:
+    """``(METHOD, path)`` -> the permission it needs, for every route that needs one."""
+    out = {}
+    # Included routers are resolved lazily: their routes are reached through their contexts.
+    for route in iter_route_contexts(app.routes):
+        dependant = getattr(route, "dependant", None)
+        if not isinstance(route.original_route, APIRoute) or not isinstance(dependant, Dependant):
+            continue
+        if needed := _permission_of(dependant):
+            for method in route.methods or ():
+                out[(method, str(route.path_format))] = needed
+    return out
+
+
+def _openapi_with_permissions(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI, each operation naming its permission (``x-permission``) and its 403."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        for (method, path), needed in route_permissions(app).items():
+            operation = schema["paths"][path][method.lower()]
+            operation["x-permission"] = needed
+            operation["description"] = (
+                operation.get("description", "") + f"\n\nNeeds the permission `{needed}`."
+            ).strip()
+            operation["responses"].setdefault(
+                "403",
+                {
+                    "description": f"The role lacks the permission '{needed}'",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+                    },
+                },
+            )
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -103,4 +160,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(Gate, settings=settings)
+    app.openapi = lambda: _openapi_with_permissions(app)  # type: ignore[method-assign]
     return app

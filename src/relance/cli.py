@@ -1,44 +1,25 @@
-"""The ``relance`` command: up | api | worker | beat | migrate | demo | bench | apikey."""
+"""The ``relance`` command: up | api | worker | beat | migrate | demo | bench | user | apikey."""
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 
 from relance import heartbeats, leases
-from relance.config import ConfigError, Settings, get_settings
-from relance.logs import configure_logging
-from relance.runner import CHILD_ENV
+from relance.account_cli import apikey_cli, user_cli
+from relance.cli_settings import settings_for
+from relance.config import ConfigError, Settings
 
 cli = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="relance: two-step WhatsApp campaigns that finish by themselves.",
 )
-apikey_cli = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+cli.add_typer(user_cli, name="user")
 cli.add_typer(apikey_cli, name="apikey")
-
-
-def _settings(command: str | None = None) -> Settings:
-    """Read the configuration or stop with one line naming the bad variable.
-
-    With ``command``, say on stderr which database and data directory it works on: a command
-    run from another folder with the embedded default uses another database.
-    """
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        typer.echo(f"relance: {exc}", err=True)
-        raise typer.Exit(2) from None
-    configure_logging(settings.log_level, settings.log_json)
-    if command and not os.environ.get(CHILD_ENV):
-        typer.echo(f"relance {command}: database {settings.database_shown}", err=True)
-    return settings
 
 
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
@@ -51,7 +32,7 @@ def migrate() -> None:
     """Apply the database migrations (safe to run twice)."""
     from relance.migrate import upgrade
 
-    settings = _settings()
+    settings = settings_for()
     upgrade(settings)
     typer.echo(f"database is up to date: {settings.database_shown}")
 
@@ -61,7 +42,7 @@ def api(host: Host = None, port: Port = None) -> None:
     """Run the HTTP server (uvicorn)."""
     import uvicorn
 
-    settings = _settings("api")
+    settings = settings_for("api")
     uvicorn.run(
         "relance.api:create_app",
         factory=True,
@@ -83,7 +64,7 @@ def _quiet(settings: Settings) -> list[str]:
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(ctx: typer.Context) -> None:
     """Run a Celery worker (extra arguments go to celery)."""
-    settings = _settings("worker")
+    settings = settings_for("worker")
     from relance.worker import celery_app
 
     pool = ["--pool=threads", "--concurrency=4"] if settings.is_embedded else []
@@ -95,7 +76,7 @@ def worker(ctx: typer.Context) -> None:
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context) -> None:
     """Run Celery Beat: exactly one per deployment (two would tick every task twice)."""
-    settings = _settings("beat")
+    settings = settings_for("beat")
     from relance.worker import celery_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # the schedule file lives there
@@ -112,7 +93,7 @@ def check(role: Annotated[str, typer.Argument(help="worker or beat")]) -> None:
     if role not in ("worker", "beat"):
         typer.echo("relance check: the role is 'worker' or 'beat'", err=True)
         raise typer.Exit(2)
-    if not heartbeats.alive_here(_settings(), role):
+    if not heartbeats.alive_here(settings_for(), role):
         typer.echo(f"relance check: no {role} of this host beat lately", err=True)
         raise typer.Exit(1)
 
@@ -126,7 +107,7 @@ def _beat_lost() -> None:
 @cli.command()
 def up(host: Host = None, port: Port = None) -> None:
     """API + worker + Beat in one process group; migrations applied first."""
-    settings = _settings()
+    settings = settings_for()
     from relance.runner import run_stack
 
     raise typer.Exit(run_stack(settings, host=host, port=port))
@@ -135,7 +116,7 @@ def up(host: Host = None, port: Port = None) -> None:
 @cli.command()
 def demo() -> None:
     """Seed contacts, launch a campaign on the simulator, follow it to completed."""
-    settings = _settings()
+    settings = settings_for()
     from relance.demo import run_demo
 
     raise typer.Exit(run_demo(settings))
@@ -147,7 +128,7 @@ def demo() -> None:
 )
 def bench(ctx: typer.Context) -> None:
     """The benchmark harness of SPEC section 8; relance bench --help lists its options."""
-    _settings()
+    settings_for()
     try:
         from relance.bench import harness
     except ModuleNotFoundError as exc:
@@ -159,35 +140,6 @@ def bench(ctx: typer.Context) -> None:
         )
         raise typer.Exit(2) from None
     raise typer.Exit(harness.main(ctx.args))
-
-
-@apikey_cli.command("create")
-def apikey_create(name: Annotated[str, typer.Option(help="a label for the key")] = "") -> None:
-    """Create an API key; the key is printed alone on the last line of stdout."""
-    from relance.auth import create_api_key
-    from relance.db import session_scope
-    from relance.migrate import upgrade
-
-    settings = _settings()
-    new = (
-        settings.is_embedded
-        and not Path(make_url(settings.effective_database_url).database or "").exists()
-    )
-    upgrade(settings)
-    with session_scope(settings) as session:
-        key = create_api_key(session, name)
-    if new:
-        typer.echo(
-            f"relance: there was no database at {settings.data_dir_shown}: created an empty one. "
-            "Run this where relance up runs, or set RELANCE_DATA_DIR, or the key will not work "
-            "there.",
-            err=True,
-        )
-    typer.echo(
-        f"API key '{name or 'unnamed'}' created in {settings.database_shown}; it is shown once:",
-        err=True,
-    )
-    typer.echo(key)
 
 
 def main() -> None:

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="an SSE stream then ends; browsers reconnect by themselves"
     )
 
+    # Dashboard sessions: idle and absolute expiry.
+    session_idle_seconds: int = Field(default=8 * 3600, ge=60)
+    session_max_seconds: int = Field(default=14 * 86400, ge=60)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = ""

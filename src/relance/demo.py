@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from relance.auth import create_api_key
+from relance.accounts.keys import create_api_key
 from relance.config import Settings, load_settings
 from relance.db import session_scope
 from relance.processes import free_port

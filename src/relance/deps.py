@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from relance.accounts.principal import Principal
+from relance.accounts.roles import Permission
 from relance.campaigns.followups import Followups
 from relance.config import Settings, get_settings
 from relance.db import session_scope
-from relance.gate import STATE_API_KEY_ID
+from relance.gate import STATE_PRINCIPAL
 
 
 def get_db() -> Iterator[Session]:
@@ -29,25 +31,59 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_api_key(
+def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> int:
-    """Every /api route needs ``Authorization: Bearer <api key>`` (or the dashboard's cookie).
+) -> Principal:
+    """Who the request acts as: an API key (``Authorization: Bearer``) or a signed-in user.
 
-    ``relance.gate`` checked the key before the body was read; this dependency gives routes its
-    id and documents the scheme in the OpenAPI. It holds no session: a long response (the SSE
-    stream) must not hold a transaction, which on SQLite would block every writer.
+    ``relance.gate`` found it before the body was read; this dependency hands it to routes and
+    documents the scheme in the OpenAPI. It holds no session: a long response (the SSE stream)
+    must not hold a transaction, which on SQLite would block every writer.
     """
-    key_id = getattr(request.state, STATE_API_KEY_ID, None)
-    if key_id is None:  # the gate always runs first; this is a second lock on the same door
+    principal = getattr(request.state, STATE_PRINCIPAL, None)
+    if not isinstance(principal, Principal):  # the gate runs first: a second lock on the door
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "missing API key", headers={"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED, "not signed in", headers={"WWW-Authenticate": "Bearer"}
         )
-    return int(key_id)
+    return principal
 
 
-ApiKeyId = Annotated[int, Depends(require_api_key)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """A dependency: the principal, if its role has ``permission`` (else 403 naming it)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(permission):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"forbidden: this needs the permission '{permission}', "
+                f"which the role {principal.role} has not",
+            )
+        return principal
+
+    check.permission = permission  # type: ignore[attr-defined]  # read by the OpenAPI
+    return check
+
+
+def address(request: Request) -> str:
+    """The client's address, for the audit log (uvicorn applies a local proxy's headers)."""
+    return request.client.host if request.client else ""
+
+
+Address = Annotated[str, Depends(address)]
+# What each route needs, by the one table of relance.accounts.roles.
+Reader = Annotated[Principal, Depends(require(Permission.READ))]
+Exporter = Annotated[Principal, Depends(require(Permission.EXPORT))]
+ContactsEditor = Annotated[Principal, Depends(require(Permission.MANAGE_CONTACTS))]
+CampaignsEditor = Annotated[Principal, Depends(require(Permission.MANAGE_CAMPAIGNS))]
+Runner = Annotated[Principal, Depends(require(Permission.RUN_CAMPAIGNS))]
+SendersAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_SENDERS))]
+UsersAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_USERS))]
+KeysOwner = Annotated[Principal, Depends(require(Permission.OWN_KEYS))]
+AuditReader = Annotated[Principal, Depends(require(Permission.READ_AUDIT))]
 
 
 def get_followups() -> Followups:

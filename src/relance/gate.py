@@ -4,8 +4,10 @@ In this order:
 
 1. a write carried by the session cookie alone must come from relance's own origin
    (``relance.origins``): 403 otherwise;
-2. every ``/api`` request needs a valid API key (``Authorization: Bearer``, or the dashboard's
-   cookie): 401 otherwise, so an anonymous client never gets to send a body that is parsed;
+2. every ``/api`` request needs a valid API key (``Authorization: Bearer``) or the session of a
+   signed-in user (the dashboard's cookie): 401 otherwise, so an anonymous client never gets to
+   send a body that is parsed. Who it is (``accounts.principal.Principal``) goes to the routes,
+   which check its role against the permission they need;
 3. a body over ``MAX_BODY_BYTES`` (``MAX_IMPORT_BYTES`` for the CSV import) is refused with 413,
    by its ``Content-Length`` before it is read, and while it streams in (a chunked body has none).
 
@@ -27,10 +29,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from relance.config import Settings
 from relance.origins import allowed_origins, cross_site_refusal
 
-API_KEY_COOKIE = "relance_api_key"
+SESSION_COOKIE = "relance_session"  # relance.accounts.sessions.COOKIE
 IMPORT_PATH = "/api/contacts/import"
-STATE_API_KEY_ID = "api_key_id"
-MISSING_KEY = "missing API key: send Authorization: Bearer <key> (relance apikey create)"
+STATE_PRINCIPAL = "principal"
+MISSING_KEY = (
+    "not signed in: send Authorization: Bearer <key> (relance apikey create), "
+    "or sign in to the dashboard"
+)
 
 
 class BodyTooLarge(Exception):
@@ -47,14 +52,18 @@ def cookie_value(headers: Headers, name: str) -> str | None:
     return cookie_parser(headers.get("cookie", "")).get(name)
 
 
-def lookup_api_key(settings: Settings, key: str) -> int | None:
-    """The id of the stored key, or None (a short transaction of its own)."""
-    from relance.auth import find_api_key
+def lookup_principal(settings: Settings, key: str | None, session_id: str | None) -> Any:
+    """Who an API key (first) or a session cookie acts as, or None (a short transaction)."""
+    from relance.accounts import sessions
+    from relance.accounts.keys import find_api_key
     from relance.db import session_scope
 
     with session_scope(settings) as session:
-        found = find_api_key(session, key)
-        return None if found is None else int(found.id)
+        if key:
+            return find_api_key(session, key)
+        if session_id:
+            return sessions.resolve(session, settings, session_id)
+        return None
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], **headers: str) -> None:
@@ -87,23 +96,24 @@ class Gate:
         path: str = scope["path"]
         headers = Headers(scope=scope)
         bearer = bearer_token(headers)
-        cookie = cookie_value(headers, API_KEY_COOKIE)
+        cookie = cookie_value(headers, SESSION_COOKIE)
         api = is_api_path(path)
-        if bearer is None and not path.startswith("/webhooks/") and (cookie or not api):
+        webhook = path.startswith("/webhooks/")
+        if bearer is None and not webhook and (cookie or not api):
             refusal = cross_site_refusal(scope["method"], headers, self.origins)
             if refusal is not None:
                 await send_json(send, 403, {"detail": refusal})
                 return
-        if api:
-            key = bearer or cookie
-            if not key:
-                await _unauthorized(send, MISSING_KEY)
+        if (bearer or cookie) and not webhook and not path.startswith("/static/"):
+            principal = await to_thread.run_sync(lookup_principal, self.settings, bearer, cookie)
+            scope.setdefault("state", {})[STATE_PRINCIPAL] = principal
+            if api and principal is None:
+                why = "invalid API key" if bearer else "session ended: sign in again"
+                await _unauthorized(send, why)
                 return
-            key_id = await to_thread.run_sync(lookup_api_key, self.settings, key)
-            if key_id is None:
-                await _unauthorized(send, "invalid API key")
-                return
-            scope.setdefault("state", {})[STATE_API_KEY_ID] = key_id
+        elif api:
+            await _unauthorized(send, MISSING_KEY)
+            return
         if path == IMPORT_PATH:
             limit, setting = self.settings.max_import_bytes, "MAX_IMPORT_BYTES"
         else:

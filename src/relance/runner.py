@@ -7,6 +7,7 @@ period); a child that dies on its own stops the others: no orphan is ever left b
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import socket
@@ -149,6 +150,22 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
+def _first_admin(settings: Settings) -> None:
+    """A fresh install asks for its first admin at a terminal, and says how to make one else."""
+    from relance.accounts.first_admin import HINT, ask_first_admin
+    from relance.accounts.users import can_sign_in_count
+    from relance.db import session_scope
+    from relance.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings)
+    with session_scope(settings) as session:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            ask_first_admin(session, input, getpass.getpass, print)
+        elif not can_sign_in_count(session):
+            print(f"relance: {HINT}", file=sys.stderr, flush=True)
+
+
 def run_stack(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     """Run until Ctrl-C / SIGTERM; 0 on a clean stop, 1 if it could not start or a child died.
 
@@ -171,6 +188,12 @@ def run_stack(settings: Settings, host: str | None = None, port: int | None = No
         lease.release()
         print(f"relance: port {port} on {host} is in use: set PORT or --port", file=sys.stderr)
         return 1
+    try:
+        _first_admin(settings)
+    except (EOFError, KeyboardInterrupt):
+        lease.release()
+        print(file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
@@ -180,7 +203,8 @@ def run_stack(settings: Settings, host: str | None = None, port: int | None = No
             print(f"  dashboard:  {stack.base_url}/  (API docs: /docs)", flush=True)
             print(f"  database:   {settings.database_shown}", flush=True)
             print(f"  data:       {settings.data_dir_shown}", flush=True)
-            print("  API key:    relance apikey create   (Ctrl-C stops everything)", flush=True)
+            print("  users:      relance user create    API key: relance apikey create", flush=True)
+            print("  (Ctrl-C stops everything)", flush=True)
             while True:
                 stack.check_alive()
                 time.sleep(0.5)

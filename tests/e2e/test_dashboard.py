@@ -29,7 +29,7 @@ from relance.fakes.graph import FakeGraph
 from relance.processes import free_port, wait_until
 from relance.runner import Stack, running_stack
 from tests.conftest import IN_CI
-from tests.support.stack import UNPACED, cli_api_key
+from tests.support.stack import UNPACED, cli_api_key, cli_user
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -65,6 +65,8 @@ FAST = {
 }
 BAD_PHONE = "<img src=x id=injected>"
 META_SECRET = "e2e-meta-app-secret"
+ADMIN = "admin@example.com"
+PASSWORD = "correct horse battery"
 META_FIXTURES = Path(__file__).parents[1] / "fixtures" / "meta"
 TEMPLATES = [
     template
@@ -159,7 +161,7 @@ def _launch_browser(p: Any) -> Any:
 def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
     from playwright.sync_api import Page, expect, sync_playwright
 
-    key = cli_api_key(stack.env)
+    cli_user(stack.env, ADMIN, "admin", PASSWORD)
     base = stack.base_url
     csv_file = _contacts_csv(tmp_path / "contacts.csv")
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -191,15 +193,18 @@ def test_dashboard_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
             page = context.new_page()
             watch(page)
 
-            # Sign in: a bad key is refused on the form, a good one opens the dashboard.
+            # Sign in: a wrong password is refused on the form, the right one opens the dashboard.
             t0 = time.monotonic()
             page.goto(f"{base}/")
             expect(page).to_have_url(f"{base}/login?next=%2F")
-            page.fill("#api_key", "rl_not-a-real-key")
+            page.fill("#email", ADMIN)
+            page.fill("#password", "not the password")
             page.click("button[type=submit]")
-            expect(page.locator("#login-error")).to_have_text("This API key is not valid.")
+            expect(page.locator("#login-error")).to_have_text(
+                "This email and password do not match an account."
+            )
             shot(page, "01-login-refused")
-            page.fill("#api_key", key)
+            page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
             expect(page).to_have_url(f"{base}/")
             expect(page.locator("h1")).to_contain_text("Campaigns")
@@ -394,6 +399,7 @@ def test_template_form_in_a_real_browser(
     from playwright.sync_api import expect, sync_playwright
 
     key = cli_api_key(meta_stack.env)
+    cli_user(meta_stack.env, ADMIN, "admin", PASSWORD)
     base = meta_stack.base_url
     csv = "phone,first_name,categories,city\n" + "".join(
         f"+3361200010{i},{name},templates e2e,{city}\n"
@@ -413,7 +419,8 @@ def test_template_form_in_a_real_browser(
             page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
             page.on("dialog", lambda dialog: dialog.accept())
             page.goto(f"{base}/login")
-            page.fill("#api_key", key)
+            page.fill("#email", ADMIN)
+            page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
             expect(page).to_have_url(f"{base}/")
             page.click("nav >> text=New campaign")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from relance.auth import create_api_key
+from relance.accounts.keys import create_api_key
 from relance.config import load_settings
 from relance.db import session_scope
 from relance.fakes.graph import FakeGraph

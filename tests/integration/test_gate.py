@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from relance.api import create_app
 from relance.config import Settings, get_settings, load_settings
-from relance.gate import API_KEY_COOKIE
-from tests.support.api import new_api_key, row_counts
+from relance.gate import SESSION_COOKIE
+from tests.support.api import PASSWORD, new_api_key, new_user, row_counts
 
 BODY_CAP = 4096
 IMPORT_CAP = 16384
@@ -46,10 +46,14 @@ def anonymous(capped: Settings) -> Iterator[TestClient]:
         yield client
 
 
+LOGIN = {"email": "ada@example.com", "password": PASSWORD}
+
+
 @pytest.fixture
-def browser(anonymous: TestClient, key: str) -> TestClient:
-    """Signed in through the login form: the key travels in the cookie only."""
-    r = anonymous.post("/login", data={"api_key": key}, headers={"Origin": PUBLIC})
+def browser(anonymous: TestClient, capped: Settings) -> TestClient:
+    """Signed in through the login form: the session id travels in the cookie only."""
+    new_user(capped, LOGIN["email"])
+    r = anonymous.post("/login", data=LOGIN, headers={"Origin": PUBLIC})
     assert r.status_code == 303, r.text
     return anonymous
 
@@ -74,7 +78,7 @@ def test_without_a_key_the_answer_is_401_whatever_the_body(
             "/api/contacts", content=body, headers={"Content-Type": "application/json"}
         )
         assert r.status_code == 401, (body[:20], r.text)
-        assert r.json()["detail"].startswith("missing API key")
+        assert r.json()["detail"].startswith("not signed in")
     r = anonymous.post("/api/contacts/import", content=chunks(IMPORT_CAP * 2))
     assert r.status_code == 401
     r = anonymous.post("/api/contacts", json={}, headers={"Authorization": "Bearer rl_wrong"})
@@ -128,10 +132,11 @@ def test_cookie_flags_follow_public_url(
         monkeypatch.setenv("PUBLIC_URL", public)
         get_settings.cache_clear()
         s = load_settings()
-        key = new_api_key(s)
+        new_user(s, f"ada{int(secure)}@example.com")
+        login = {"email": f"ada{int(secure)}@example.com", "password": PASSWORD}
         # uvicorn behind a TLS proxy sees http: the client below talks plain http on purpose.
         with TestClient(create_app(s), base_url="http://internal", follow_redirects=False) as c:
-            r = c.post("/login", data={"api_key": key}, headers={"Origin": public})
+            r = c.post("/login", data=login, headers={"Origin": public})
             assert r.status_code == 303, r.text
             cookie = r.headers["set-cookie"]
             assert ("Secure" in cookie) is secure, (public, cookie)
@@ -163,7 +168,7 @@ def test_cookie_writes_from_another_origin_are_refused_and_change_nothing(
             assert r.status_code == 403, (headers, method, path, r.text)
             assert "origin" in r.json()["detail"].lower()
     assert row_counts(capped, *TABLES) == before
-    assert browser.cookies.get(API_KEY_COOKIE)  # the forged logout did not sign anyone out
+    assert browser.cookies.get(SESSION_COOKIE)  # the forged logout did not sign anyone out
     # From the site itself, the same writes work.
     ok = browser.post("/api/categories", json={"name": "ours"}, headers={"Origin": PUBLIC})
     assert ok.status_code == 201, ok.text
@@ -183,8 +188,9 @@ def test_reads_and_bearer_requests_are_not_affected_by_the_origin(
     assert r.status_code == 201, r.text
 
 
-def test_a_forged_login_is_refused(anonymous: TestClient, key: str) -> None:
-    """Login CSRF: another site must not sign a browser in with the attacker's key."""
-    r = anonymous.post("/login", data={"api_key": key}, headers={"Origin": "https://evil.example"})
+def test_a_forged_login_is_refused(anonymous: TestClient, capped: Settings) -> None:
+    """Login CSRF: another site must not sign a browser in to the attacker's account."""
+    new_user(capped, LOGIN["email"])
+    r = anonymous.post("/login", data=LOGIN, headers={"Origin": "https://evil.example"})
     assert r.status_code == 403
-    assert API_KEY_COOKIE not in anonymous.cookies
+    assert SESSION_COOKIE not in anonymous.cookies

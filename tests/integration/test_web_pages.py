@@ -16,18 +16,21 @@ from relance.campaigns.followups import RecordingFollowups
 from relance.config import Settings
 from relance.db import session_scope
 from relance.deps import get_followups
-from relance.gate import API_KEY_COOKIE
+from relance.gate import SESSION_COOKIE
 from relance.models import Contact
 from relance.providers.base import PermanentError
-from tests.support.api import new_api_key
+from tests.support.api import PASSWORD, new_user
 from tests.support.engine import FakeProvider, make_campaign, phone, run_dispatch, seed_contacts
 
 PAGES = ("/", "/campaigns/new", "/contacts")
 
 
+EMAIL = "ada@example.com"
+
+
 @pytest.fixture
-def key(settings: Settings) -> str:
-    return new_api_key(settings, "dashboard")
+def user(settings: Settings) -> int:
+    return new_user(settings, EMAIL)
 
 
 @pytest.fixture
@@ -40,35 +43,41 @@ def anonymous(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def browser(anonymous: TestClient, key: str) -> TestClient:
-    """A signed-in browser: the API key only in the cookie, never in a header."""
-    r = anonymous.post("/login", data={"api_key": key, "next": "/"})
+def browser(anonymous: TestClient, user: int) -> TestClient:
+    """A signed-in browser: a session id only in the cookie, never a key in a header."""
+    r = anonymous.post("/login", data={"email": EMAIL, "password": PASSWORD, "next": "/"})
     assert r.status_code == 303
     assert "authorization" not in anonymous.headers
     return anonymous
 
 
-def test_login_with_a_bad_key_shows_the_error_and_sets_no_cookie(anonymous: TestClient) -> None:
-    for typed, message in (
-        ("rl_not-a-key", "This API key is not valid."),
-        ("", "Enter an API key."),
+def test_login_with_bad_credentials_shows_the_error_and_sets_no_cookie(
+    anonymous: TestClient, user: int
+) -> None:
+    for email, password in (
+        (EMAIL, "not the password"),
+        ("nobody@example.com", PASSWORD),
+        ("", ""),
     ):
-        r = anonymous.post("/login", data={"api_key": typed, "next": "/contacts"})
+        form = {"email": email, "password": password, "next": "/contacts"}
+        r = anonymous.post("/login", data=form)
         assert r.status_code == 401
-        assert message in r.text
+        assert "This email and password do not match an account." in r.text
         assert 'value="/contacts"' in r.text  # the form keeps where to go next
         assert "set-cookie" not in r.headers
-    assert API_KEY_COOKIE not in anonymous.cookies
+    assert SESSION_COOKIE not in anonymous.cookies
 
 
-def test_login_with_a_good_key_sets_an_httponly_cookie_and_redirects(
-    anonymous: TestClient, key: str
+def test_login_sets_an_httponly_session_cookie_and_redirects(
+    anonymous: TestClient, user: int
 ) -> None:
-    r = anonymous.post("/login", data={"api_key": f"  {key} ", "next": "/contacts?q=a"})
+    form = {"email": f"  {EMAIL.upper()} ", "password": PASSWORD, "next": "/contacts?q=a"}
+    r = anonymous.post("/login", data=form)
     assert r.status_code == 303
     assert r.headers["location"] == "/contacts?q=a"
     cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"{API_KEY_COOKIE}={key};")
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert PASSWORD not in cookie
     assert "HttpOnly" in cookie
     assert "samesite=lax" in cookie.lower()
     assert "Path=/" in cookie
@@ -79,10 +88,10 @@ def test_login_with_a_good_key_sets_an_httponly_cookie_and_redirects(
 
 
 def test_pages_redirect_to_login_without_a_valid_cookie(anonymous: TestClient) -> None:
-    for cookie in (None, "rl_wrong", ""):
+    for cookie in (None, "rl_wrong", "a-made-up-session-id", ""):
         anonymous.cookies.clear()
         if cookie is not None:
-            anonymous.cookies.set(API_KEY_COOKIE, cookie)
+            anonymous.cookies.set(SESSION_COOKIE, cookie)
         for path in (*PAGES, "/campaigns/1", "/contacts?q=x&page=2"):
             r = anonymous.get(path)
             assert r.status_code == 303, (cookie, path)
@@ -90,7 +99,8 @@ def test_pages_redirect_to_login_without_a_valid_cookie(anonymous: TestClient) -
         assert anonymous.get("/api/campaigns").status_code == 401
     r = anonymous.get("/login?next=/campaigns/new")
     assert r.status_code == 200
-    assert 'name="api_key"' in r.text
+    assert 'name="email"' in r.text
+    assert 'name="password"' in r.text
 
 
 def test_pages_render_with_the_cookie_and_logout_clears_it(
@@ -111,7 +121,7 @@ def test_pages_render_with_the_cookie_and_logout_clears_it(
     r = browser.post("/logout")
     assert r.status_code == 303
     assert r.headers["location"] == "/login"
-    assert API_KEY_COOKIE not in browser.cookies
+    assert SESSION_COOKIE not in browser.cookies
     assert browser.get("/").status_code == 303
 
 

@@ -10,17 +10,38 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, table
 
+from relance.accounts.keys import create_api_key
+from relance.accounts.roles import Role
+from relance.accounts.users import create_user
 from relance.api import create_app
-from relance.auth import create_api_key
 from relance.config import Settings
 from relance.db import session_scope
 from relance.processes import wait_until
 from tests.support.engine import TEMPLATE
 
+PASSWORD = "correct horse battery"
 
-def new_api_key(settings: Settings, name: str = "tests") -> str:
+
+def new_api_key(settings: Settings, name: str = "tests", role: Role | None = None) -> str:
+    """A key of the command line's admin account (or of a new user of ``role``)."""
     with session_scope(settings) as session:
-        return create_api_key(session, name)
+        owner = None
+        if role is not None:
+            owner, _ = create_user(session, f"{name}-{role}@example.com", PASSWORD, role)
+        return create_api_key(session, name, owner)
+
+
+def new_user(settings: Settings, email: str, role: Role = Role.ADMIN) -> int:
+    """A user who signs in with ``email`` and ``PASSWORD``; their id."""
+    with session_scope(settings) as session:
+        user, _ = create_user(session, email, PASSWORD, role)
+        return user.id
+
+
+def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> None:
+    """Sign the client in through the dashboard's form (it keeps the session cookie)."""
+    r = client.post("/login", data={"email": email, "password": password, "next": "/"})
+    assert r.status_code == 303, r.text
 
 
 def api_client(settings: Settings) -> TestClient:

@@ -27,6 +27,7 @@ def run_relance(
     cwd: Path | None = None,
     inherit_env: bool = True,
     timeout: float = 120,
+    stdin: str | None = None,
 ) -> str:
     """Run ``relance <args>`` to its end, ``env`` added to ours (alone: ``inherit_env=False``);
     returns its stdout, or fails the test with its stderr."""
@@ -34,6 +35,7 @@ def run_relance(
         relance_command(*args),
         env={**os.environ, **env} if inherit_env else dict(env),
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -41,6 +43,11 @@ def run_relance(
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
+
+
+def cli_user(env: Mapping[str, str], email: str, role: str, password: str) -> None:
+    """A user made by ``relance user create``, the password given on stdin."""
+    run_relance("user", "create", "--email", email, "--role", role, env=env, stdin=password + "\n")
 
 
 def cli_api_key(

@@ -7,7 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
+from relance.accounts import audit
+from relance.accounts.principal import Principal
 from relance.campaigns import drafts, lifecycle, queries
 from relance.campaigns.domain import CampaignStatus, RecipientState
 from relance.campaigns.launch import launch_campaign
@@ -30,31 +33,54 @@ from relance.campaigns.template_endpoints import CatalogDep, find_in
 from relance.config import get_settings
 from relance.contacts.schemas import MAX_ID
 from relance.db import session_scope
-from relance.deps import DbSession, FollowupsDep, require_api_key
+from relance.deps import (
+    Address,
+    CampaignsEditor,
+    DbSession,
+    FollowupsDep,
+    Reader,
+    Runner,
+    current_principal,
+)
 from relance.errors import ErrorOut
-from relance.models import utcnow
+from relance.models import Campaign, utcnow
 from relance.pacing.status import pacing_status
 
 router = APIRouter(
-    prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(require_api_key)]
+    prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(current_principal)]
 )
 Limit = Annotated[int, Query(ge=1, le=1000)]
 CampaignId = Annotated[int, FastPath(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 # The dashboard's helpers, under the same key check.
-dashboard = APIRouter(prefix="/api", tags=["dashboard"], dependencies=[Depends(require_api_key)])
+dashboard = APIRouter(prefix="/api", tags=["dashboard"], dependencies=[Depends(current_principal)])
+
+
+def _done(
+    session: Session, who: Principal, address: str, action: str, campaign: Campaign
+) -> dict[str, Any]:
+    """Record the action in the audit log; the campaign as the API shows it."""
+    audit.record(session, who, f"campaign.{action}", f"campaign:{campaign.id}", address)
+    return queries.campaign_out(session, campaign)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
-def create(data: CampaignCreate, session: DbSession) -> dict[str, Any]:
+def create(
+    data: CampaignCreate, session: DbSession, who: CampaignsEditor, address: Address
+) -> dict[str, Any]:
     """Create a draft campaign."""
     campaign = drafts.create_campaign(session, get_settings(), data)
+    audit.record(session, who, "campaign.create", f"campaign:{campaign.id}", address)
     return queries.campaign_out(session, campaign)
 
 
 @router.get("", response_model=CampaignList)
 def list_(
-    session: DbSession, limit: Limit = 50, offset: Offset = 0, status: CampaignStatus | None = None
+    session: DbSession,
+    _: Reader,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    status: CampaignStatus | None = None,
 ) -> dict[str, Any]:
     items, total = queries.list_campaigns(session, limit, offset, status.value if status else None)
     return {
@@ -66,57 +92,95 @@ def list_(
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-def read(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
+def read(campaign_id: CampaignId, session: DbSession, _: Reader) -> dict[str, Any]:
     return queries.campaign_out(session, queries.get_campaign(session, campaign_id))
 
 
 @router.patch("/{campaign_id}", response_model=CampaignOut)
-def edit(campaign_id: CampaignId, data: CampaignUpdate, session: DbSession) -> dict[str, Any]:
+def edit(
+    campaign_id: CampaignId,
+    data: CampaignUpdate,
+    session: DbSession,
+    who: CampaignsEditor,
+    address: Address,
+) -> dict[str, Any]:
     """Edit a draft (409 once launched)."""
-    return queries.campaign_out(session, drafts.update_campaign(session, campaign_id, data))
+    return _done(
+        session, who, address, "update", drafts.update_campaign(session, campaign_id, data)
+    )
 
 
 @router.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove(campaign_id: CampaignId, session: DbSession) -> Response:
+def remove(
+    campaign_id: CampaignId, session: DbSession, who: CampaignsEditor, address: Address
+) -> Response:
     drafts.delete_campaign(session, campaign_id)
+    audit.record(session, who, "campaign.delete", f"campaign:{campaign_id}", address)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{campaign_id}/launch", response_model=CampaignOut)
-def launch(campaign_id: CampaignId, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
+def launch(
+    campaign_id: CampaignId,
+    session: DbSession,
+    followups: FollowupsDep,
+    who: Runner,
+    address: Address,
+) -> dict[str, Any]:
     """Start sending, or schedule (409 unless draft/scheduled).
 
     422 when no contact is reachable, a placeholder has no value, or a text is too long once
     personalised (4,096 characters a message, 1,024 a template parameter).
     """
-    campaign = launch_campaign(session, get_settings(), followups, campaign_id)
-    return queries.campaign_out(session, campaign)
+    return _done(
+        session,
+        who,
+        address,
+        "launch",
+        launch_campaign(session, get_settings(), followups, campaign_id),
+    )
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
-def pause(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
-    return queries.campaign_out(session, lifecycle.pause_campaign(session, campaign_id))
+def pause(
+    campaign_id: CampaignId, session: DbSession, who: Runner, address: Address
+) -> dict[str, Any]:
+    return _done(session, who, address, "pause", lifecycle.pause_campaign(session, campaign_id))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
-def resume(campaign_id: CampaignId, session: DbSession, followups: FollowupsDep) -> dict[str, Any]:
-    campaign = lifecycle.resume_campaign(session, followups, campaign_id)
-    return queries.campaign_out(session, campaign)
+def resume(
+    campaign_id: CampaignId,
+    session: DbSession,
+    followups: FollowupsDep,
+    who: Runner,
+    address: Address,
+) -> dict[str, Any]:
+    return _done(
+        session, who, address, "resume", lifecycle.resume_campaign(session, followups, campaign_id)
+    )
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
-def cancel(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
+def cancel(
+    campaign_id: CampaignId, session: DbSession, who: Runner, address: Address
+) -> dict[str, Any]:
     """Remaining recipients become cancelled; the campaign ends as cancelled."""
-    return queries.campaign_out(session, lifecycle.cancel_campaign(session, campaign_id))
+    return _done(session, who, address, "cancel", lifecycle.cancel_campaign(session, campaign_id))
 
 
 @router.post("/{campaign_id}/retry-failed", response_model=RetryOut)
 def retry_failed(
-    campaign_id: CampaignId, session: DbSession, followups: FollowupsDep
+    campaign_id: CampaignId,
+    session: DbSession,
+    followups: FollowupsDep,
+    who: Runner,
+    address: Address,
 ) -> dict[str, Any]:
     """Failed recipients (the limited ones too) get a new Message 1 attempt; the campaign goes
     back to sending."""
     n = lifecycle.retry_failed(session, get_settings(), followups, campaign_id)
+    audit.record(session, who, "campaign.retry", f"campaign:{campaign_id}", address, retried=n)
     return {
         "campaign_id": campaign_id,
         "retried": n,
@@ -126,11 +190,17 @@ def retry_failed(
 
 @router.post("/{campaign_id}/retry-limited", response_model=RetryOut)
 def retry_limited(
-    campaign_id: CampaignId, session: DbSession, followups: FollowupsDep
+    campaign_id: CampaignId,
+    session: DbSession,
+    followups: FollowupsDep,
+    who: Runner,
+    address: Address,
 ) -> dict[str, Any]:
     """Like retry-failed, for the recipients Meta held back only (per-user marketing limit,
     ``limited`` in the stats): Meta advises sending those again later, not at once."""
     n = lifecycle.retry_failed(session, get_settings(), followups, campaign_id, only_limited=True)
+    target = f"campaign:{campaign_id}"
+    audit.record(session, who, "campaign.retry_limited", target, address, retried=n)
     return {
         "campaign_id": campaign_id,
         "retried": n,
@@ -147,7 +217,7 @@ def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
 
 
 @router.get("/{campaign_id}/stats", response_model=StatsOut)
-def stats(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
+def stats(campaign_id: CampaignId, session: DbSession, _: Reader) -> dict[str, Any]:
     """SPEC section 5 counts, read from the campaign's counters (constant time)."""
     return _stats(session, campaign_id)
 
@@ -156,6 +226,7 @@ def stats(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
 def recipients(
     campaign_id: CampaignId,
     session: DbSession,
+    _: Reader,
     state: RecipientState | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -165,7 +236,9 @@ def recipients(
 
 
 @router.get("/{campaign_id}/blocking", response_model=BlockingList)
-def blocking(campaign_id: CampaignId, session: DbSession, limit: Limit = 100) -> dict[str, Any]:
+def blocking(
+    campaign_id: CampaignId, session: DbSession, _: Reader, limit: Limit = 100
+) -> dict[str, Any]:
     """What still keeps the campaign from completing, and why."""
     campaign = queries.get_campaign(session, campaign_id)
     counts = queries.campaign_stats(campaign)
@@ -210,7 +283,7 @@ def live_stats(request: Request) -> LiveStats:
     },
 )
 async def events(
-    campaign_id: CampaignId, live: Annotated[LiveStats, Depends(live_stats)]
+    campaign_id: CampaignId, live: Annotated[LiveStats, Depends(live_stats)], _: Reader
 ) -> Response:
     """Server-Sent Events: an ``event: stats`` each time the stats change, ``event: end`` once
     the campaign is completed or cancelled. A stream lasts at most EVENT_STREAM_MAX_SECONDS;
@@ -226,13 +299,13 @@ async def events(
 
 
 @router.get("/{campaign_id}/timeline", response_model=Timeline)
-def timeline(campaign_id: CampaignId, session: DbSession) -> dict[str, Any]:
+def timeline(campaign_id: CampaignId, session: DbSession, _: Reader) -> dict[str, Any]:
     """Messages sent per minute (last two hours with sends), for the campaign page's chart."""
     return queries.timeline(session, campaign_id)
 
 
 @dashboard.post("/preview", response_model=PreviewOut)
-def preview(data: PreviewIn, session: DbSession, catalog: CatalogDep) -> dict[str, Any]:
+def preview(data: PreviewIn, session: DbSession, catalog: CatalogDep, _: Reader) -> dict[str, Any]:
     """The messages as the first contact of the chosen categories would read them; a template
     filled from its own texts (the business account's list, with the meta provider)."""
     return preview_texts(session, data, find_in(catalog))

@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse
 
 from relance.campaigns.preview import FindTemplate
 from relance.campaigns.template_schemas import TemplateList
-from relance.deps import require_api_key
+from relance.deps import Reader, current_principal
 from relance.errors import ErrorOut
 from relance.providers.template_catalog import TemplateCatalog, TemplatesUnavailable
 
-router = APIRouter(prefix="/api", tags=["templates"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/api", tags=["templates"], dependencies=[Depends(current_principal)])
 
 
 def template_catalog(request: Request) -> TemplateCatalog:
@@ -54,7 +54,7 @@ def find_in(catalog: TemplateCatalog) -> FindTemplate:
         503: {"model": ErrorOut, "description": "META_WABA_ID is not set"},
     },
 )
-def list_templates(catalog: CatalogDep) -> Any:
+def list_templates(catalog: CatalogDep, _: Reader) -> Any:
     """The business account's templates (Graph API ``/{META_WABA_ID}/message_templates``,
     cached a few minutes), each with the parameters a campaign must give to send it. Other
     providers send plain text: an empty list, and ``reason`` says so."""

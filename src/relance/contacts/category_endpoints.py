@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
+from relance.accounts import audit
 from relance.contacts import service
 from relance.contacts.endpoints import Limit, Offset
 from relance.contacts.schemas import (
@@ -20,11 +21,11 @@ from relance.contacts.schemas import (
     CategoryUpdate,
     Id,
 )
-from relance.deps import DbSession, require_api_key
+from relance.deps import Address, ContactsEditor, DbSession, Reader, current_principal
 from relance.errors import ErrorOut, error_responses
 from relance.models import Category
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/api", dependencies=[Depends(current_principal)])
 
 CategoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 IdsQuery = Annotated[list[Id] | None, Query(max_length=MAX_QUERY_IDS)]
@@ -51,14 +52,20 @@ def _with_count(session: Session, category: Category) -> CategoryOut:
     tags=["categories"],
     summary="Create a category",
 )
-def create_category(data: CategoryCreate, session: DbSession) -> CategoryOut:
-    return category_out(service.create_category(session, data), 0)
+def create_category(
+    data: CategoryCreate, session: DbSession, who: ContactsEditor, address: Address
+) -> CategoryOut:
+    category = service.create_category(session, data)
+    audit.record(session, who, "category.create", f"category:{category.id}", address)
+    return category_out(category, 0)
 
 
 @router.get(
     "/categories", responses=error_responses(422), tags=["categories"], summary="List categories"
 )
-def list_categories(session: DbSession, limit: Limit = 100, offset: Offset = 0) -> CategoryPage:
+def list_categories(
+    session: DbSession, _: Reader, limit: Limit = 100, offset: Offset = 0
+) -> CategoryPage:
     rows, total = service.list_categories(session, limit=limit, offset=offset)
     items = [category_out(category, n) for category, n in rows]
     return CategoryPage(items=items, total=total, limit=limit, offset=offset)
@@ -70,7 +77,7 @@ def list_categories(session: DbSession, limit: Limit = 100, offset: Offset = 0) 
     tags=["categories"],
     summary="Get a category",
 )
-def get_category(category_id: CategoryId, session: DbSession) -> CategoryOut:
+def get_category(category_id: CategoryId, session: DbSession, _: Reader) -> CategoryOut:
     return _with_count(session, service.get_category(session, category_id))
 
 
@@ -81,9 +88,15 @@ def get_category(category_id: CategoryId, session: DbSession) -> CategoryOut:
     summary="Update a category",
 )
 def update_category(
-    category_id: CategoryId, data: CategoryUpdate, session: DbSession
+    category_id: CategoryId,
+    data: CategoryUpdate,
+    session: DbSession,
+    who: ContactsEditor,
+    address: Address,
 ) -> CategoryOut:
-    return _with_count(session, service.update_category(session, category_id, data))
+    category = service.update_category(session, category_id, data)
+    audit.record(session, who, "category.update", f"category:{category_id}", address)
+    return _with_count(session, category)
 
 
 @router.delete(
@@ -100,8 +113,11 @@ def update_category(
     tags=["categories"],
     summary="Delete a category (its contacts stay)",
 )
-def delete_category(category_id: CategoryId, session: DbSession) -> Response:
+def delete_category(
+    category_id: CategoryId, session: DbSession, who: ContactsEditor, address: Address
+) -> Response:
     service.delete_category(session, category_id)
+    audit.record(session, who, "category.delete", f"category:{category_id}", address)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -112,9 +128,17 @@ def delete_category(category_id: CategoryId, session: DbSession) -> Response:
     summary="Add contacts to a category",
 )
 def add_contacts(
-    category_id: CategoryId, data: CategoryContactsAdd, session: DbSession
+    category_id: CategoryId,
+    data: CategoryContactsAdd,
+    session: DbSession,
+    who: ContactsEditor,
+    address: Address,
 ) -> CategoryOut:
     category = service.add_contacts_to_category(session, category_id, data.contact_ids)
+    target = f"category:{category_id}"
+    audit.record(
+        session, who, "category.add_contacts", target, address, added=len(data.contact_ids)
+    )
     return _with_count(session, category)
 
 
@@ -125,7 +149,7 @@ def add_contacts(
     summary="How many distinct contacts a campaign audience would reach",
 )
 def audience_count(
-    session: DbSession, category_ids: IdsQuery = None, contact_ids: IdsQuery = None
+    session: DbSession, _: Reader, category_ids: IdsQuery = None, contact_ids: IdsQuery = None
 ) -> AudienceCount:
     reachable, opted_out = service.count_audience(session, category_ids or [], contact_ids or [])
     return AudienceCount(reachable=reachable, opted_out=opted_out, total=reachable + opted_out)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, Uploa
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
+from relance.accounts import audit
 from relance.campaigns.answers import opt_in, opt_out
 from relance.campaigns.domain import OptSource
 from relance.contacts import csv_import, service
@@ -24,11 +25,18 @@ from relance.contacts.schemas import (
     OptChangeOut,
     no_nul,
 )
-from relance.deps import DbSession, SettingsDep, require_api_key
+from relance.deps import (
+    Address,
+    ContactsEditor,
+    DbSession,
+    Reader,
+    SettingsDep,
+    current_principal,
+)
 from relance.errors import ErrorOut, error_responses
 from relance.models import Contact
 
-router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(current_principal)])
 
 ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
 CategoryIdParam = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -76,14 +84,23 @@ def contact_detail(session: Session, contact: Contact) -> ContactDetail:
     responses=error_responses(409, 422),
     summary="Create a contact",
 )
-def create_contact(data: ContactCreate, session: DbSession, settings: SettingsDep) -> ContactDetail:
-    return contact_detail(session, service.create_contact(session, settings, data))
+def create_contact(
+    data: ContactCreate,
+    session: DbSession,
+    settings: SettingsDep,
+    who: ContactsEditor,
+    address: Address,
+) -> ContactDetail:
+    contact = service.create_contact(session, settings, data)
+    audit.record(session, who, "contact.create", f"contact:{contact.id}", address)
+    return contact_detail(session, contact)
 
 
 @router.get("/contacts", responses=error_responses(422), summary="List contacts")
 def list_contacts(
     session: DbSession,
     settings: SettingsDep,
+    _: Reader,
     limit: Limit = 50,
     offset: Offset = 0,
     category_id: CategoryIdParam = None,
@@ -98,6 +115,8 @@ def list_contacts(
 def import_contacts(
     session: DbSession,
     settings: SettingsDep,
+    who: ContactsEditor,
+    address: Address,
     file: Annotated[UploadFile, File(description="CSV, UTF-8, ',' or ';' separated")],
     category_id: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="put every imported contact in it")
@@ -107,19 +126,29 @@ def import_contacts(
     ] = None,
 ) -> ImportResult:
     # The import commits batch by batch in sessions of its own: end the request's
-    # transaction first (the API key check wrote to it), or on SQLite the import's
-    # transactions would wait for this one's write lock until they time out.
+    # transaction first, or on SQLite the import's transactions would wait for this one's
+    # write lock until they time out.
     session.commit()
     # The upload is a spooled temporary file: the import streams it rather than reading it whole.
-    return csv_import.import_contacts(
+    result = csv_import.import_contacts(
         settings,
         file.file,
         category_id=category_id if category_id is not None else category_id_form,
     )
+    audit.record(
+        session,
+        who,
+        "contacts.import",
+        "contacts",
+        address,
+        created=result.created,
+        updated=result.updated,
+    )
+    return result
 
 
 @router.get("/contacts/{contact_id}", responses=error_responses(404, 422), summary="Get a contact")
-def get_contact(contact_id: ContactId, session: DbSession) -> ContactDetail:
+def get_contact(contact_id: ContactId, session: DbSession, _: Reader) -> ContactDetail:
     return contact_detail(session, service.get_contact(session, contact_id))
 
 
@@ -127,9 +156,16 @@ def get_contact(contact_id: ContactId, session: DbSession) -> ContactDetail:
     "/contacts/{contact_id}", responses=error_responses(404, 409, 422), summary="Update a contact"
 )
 def update_contact(
-    contact_id: ContactId, data: ContactUpdate, session: DbSession, settings: SettingsDep
+    contact_id: ContactId,
+    data: ContactUpdate,
+    session: DbSession,
+    settings: SettingsDep,
+    who: ContactsEditor,
+    address: Address,
 ) -> ContactDetail:
     contact = service.update_contact(session, settings, contact_id, data)
+    changed = sorted(data.model_dump(exclude_unset=True))
+    audit.record(session, who, "contact.update", f"contact:{contact_id}", address, fields=changed)
     if data.opted_out is True:
         # Same path as a STOP reply: its open recipients end opted_out, nothing more is sent.
         opt_out(session, contact.phone, source=OptSource.API)
@@ -157,6 +193,9 @@ def update_contact(
     "The campaigns it finished keep its recipient, anonymised (contact_id, phone and names "
     "null), so that their numbers still add up.",
 )
-def delete_contact(contact_id: ContactId, session: DbSession) -> Response:
+def delete_contact(
+    contact_id: ContactId, session: DbSession, who: ContactsEditor, address: Address
+) -> Response:
     service.delete_contact(session, contact_id)
+    audit.record(session, who, "contact.delete", f"contact:{contact_id}", address)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,6 +1,6 @@
 """The tables, one module per aggregate; importing this registers them all."""
 
-from relance.models.auth import ApiKey
+from relance.models.auth import ApiKey, AuditEvent, LoginThrottle, User, UserSession
 from relance.models.base import Base, utcnow
 from relance.models.campaigns import (
     Campaign,
@@ -16,6 +16,7 @@ from relance.models.pacing import SenderPacing
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
     "Base",
     "Campaign",
     "Category",
@@ -23,9 +24,12 @@ __all__ = [
     "ContactOptChange",
     "Heartbeat",
     "InboundEvent",
+    "LoginThrottle",
     "Message",
     "Recipient",
     "SenderPacing",
+    "User",
+    "UserSession",
     "campaign_categories",
     "campaign_contacts",
     "contact_categories",

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
+from relance.accounts.roles import Permission
 from relance.campaigns import queries
 from relance.campaigns.domain import CampaignStatus, OptSource
 from relance.config import get_settings
@@ -21,7 +22,7 @@ from relance.contacts.schemas import MAX_ID
 from relance.deps import DbSession
 from relance.errors import NotFound
 from relance.web.render import page
-from relance.web.session import SignedIn, to_login
+from relance.web.session import SignedIn, refusal, to_login
 
 PAGE_SIZE = 50
 STATUS_FILTERS = [s.value for s in CampaignStatus]
@@ -71,8 +72,8 @@ def _all_categories(session: Session) -> list[dict[str, Any]]:
 
 @router.get("/campaigns/new")
 def new_campaign_page(request: Request, session: DbSession, is_signed_in: SignedIn) -> Response:
-    if not is_signed_in:
-        return to_login(request)
+    if refused := refusal(request, is_signed_in, Permission.MANAGE_CAMPAIGNS):
+        return refused
     window = get_settings().reply_window_seconds
     unit = next(u for u in (86400, 3600, 60, 1) if window % u == 0)
     context = {

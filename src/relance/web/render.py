@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
+from relance.accounts.roles import Permission
+
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
@@ -58,6 +60,20 @@ templates.env.globals.update(percent=percent)
 
 
 def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    """A page; its template knows who is signed in (``who``) and what they may do (``can``):
+    the dashboard shows only the actions of the signed-in role (relance.accounts.roles)."""
+    who = getattr(request.state, "principal", None)
+
+    def can(permission: str) -> bool:
+        return who is not None and bool(who.can(Permission(permission)))
+
+    context = {"who": who, "can": can, **context}
     return templates.TemplateResponse(
         request, name, context, status_code=status_code, headers=SECURITY_HEADERS
     )
+
+
+def forbidden(request: Request, who: Any, permission: Permission) -> Response:
+    """The 403 page: which permission the page needs, which role the person has."""
+    context = {"permission": permission.value, "role": str(who.role)}
+    return page(request, "forbidden.html", context, status_code=403)

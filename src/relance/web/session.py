@@ -1,8 +1,9 @@
-"""Signing in to the dashboard, and its static files.
+"""Signing in to the dashboard by email and password, signing out, and its static files.
 
-The sign-in keeps the API key in an HttpOnly, SameSite=Lax cookie, so ``fetch()`` and
-``EventSource`` are authenticated without the page ever reading the key; writes carried by
-the cookie must come from relance's own origin (``relance.gate``).
+The session cookie (HttpOnly, SameSite=Lax, Secure when ``PUBLIC_URL`` is https) holds a random
+id; the server keeps the session (``accounts.sessions``), so signing out, an admin, or its expiry
+ends it for good. ``fetch()`` and ``EventSource`` send it without the page ever reading it; writes
+carried by the cookie must come from relance's own origin (``relance.gate``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from relance.auth import find_api_key
+from relance.accounts import audit, sessions
+from relance.accounts.principal import Principal
+from relance.accounts.roles import Permission, Role
+from relance.accounts.signin import TooManyAttempts, authenticate
 from relance.config import get_settings
-from relance.deps import DbSession
-from relance.gate import API_KEY_COOKIE
-from relance.web.render import STATIC_DIR, page
+from relance.deps import Address, DbSession
+from relance.gate import SESSION_COOKIE, STATE_PRINCIPAL
+from relance.web.render import STATIC_DIR, forbidden, page
 
-COOKIE_MAX_AGE = 30 * 86400
 STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -31,13 +34,13 @@ STATIC_TYPES = {
 router = APIRouter(include_in_schema=False)
 
 
-def signed_in(request: Request, session: DbSession) -> bool:
-    """True when the request carries the cookie of a stored API key."""
-    key = request.cookies.get(API_KEY_COOKIE)
-    return bool(key) and find_api_key(session, key or "") is not None
+def signed_in(request: Request) -> Principal | None:
+    """Who the session cookie signs in (``relance.gate`` resolved it), or None."""
+    principal = getattr(request.state, STATE_PRINCIPAL, None)
+    return principal if isinstance(principal, Principal) else None
 
 
-SignedIn = Annotated[bool, Depends(signed_in)]
+SignedIn = Annotated[Principal | None, Depends(signed_in)]
 
 
 def safe_next(target: str | None) -> str:
@@ -52,45 +55,73 @@ def to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?{urlencode({'next': here})}", status_code=303)
 
 
+def refusal(request: Request, who: Principal | None, permission: Permission) -> Response | None:
+    """What a page answers instead of itself: sign in first, or the 403 page; None: go on."""
+    if who is None:
+        return to_login(request)
+    if not who.can(permission):
+        return forbidden(request, who, permission)
+    return None
+
+
 @router.get("/login")
-def login_form(request: Request, is_signed_in: SignedIn, next: str = "/") -> Response:
-    if is_signed_in:
+def login_form(request: Request, who: SignedIn, next: str = "/") -> Response:
+    if who is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return page(request, "login.html", {"next": safe_next(next), "error": None})
+    return page(request, "login.html", {"next": safe_next(next), "error": None, "email": ""})
 
 
 @router.post("/login")
 def login(
     request: Request,
     session: DbSession,
-    api_key: Annotated[str, Form(max_length=200)] = "",
+    address: Address,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=1000)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    """Check the key and keep it in an HttpOnly cookie (EventSource cannot send a header)."""
-    key = api_key.strip()
-    if not key or find_api_key(session, key) is None:
-        error = "Enter an API key." if not key else "This API key is not valid."
-        context = {"next": safe_next(next), "error": error}
-        return page(request, "login.html", context, status_code=401)
+    """Check the email and password; open a session and keep its id in an HttpOnly cookie."""
+    settings = get_settings()
+    context = {"next": safe_next(next), "email": email.strip()[:320]}
+    try:
+        user = authenticate(session, email, password, address)
+    except TooManyAttempts as exc:
+        wait = exc.retry_at.strftime("%H:%M:%S UTC")
+        error = f"Too many failed sign-ins: try again after {wait}."
+        return page(request, "login.html", {**context, "error": error}, status_code=429)
+    if user is None:
+        audit.record(session, None, "login.failure", address=address, label=email.strip()[:320])
+        error = "This email and password do not match an account."
+        return page(request, "login.html", {**context, "error": error}, status_code=401)
+    agent = request.headers.get("user-agent", "")
+    token = sessions.open_session(session, settings, user, address, agent)
+    who = Principal(user.id, Role(user.role), f"user:{user.id}", user.email)
+    audit.record(session, who, "login.success", f"user:{user.id}", address)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
-        API_KEY_COOKIE,
-        key,
-        max_age=COOKIE_MAX_AGE,
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_max_seconds,
         httponly=True,
         samesite="lax",
         # The scheme uvicorn sees is http behind a TLS proxy: PUBLIC_URL says what browsers use.
-        secure=get_settings().public_url_is_https,
+        secure=settings.public_url_is_https,
         path="/",
     )
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, session: DbSession, who: SignedIn, address: Address) -> Response:
+    """End the session on the server, not only in this browser."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        sessions.close(session, token)
+    if who is not None:
+        audit.record(session, who, "logout", f"user:{who.user_id}", address)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(
-        API_KEY_COOKIE,
+        SESSION_COOKIE,
         path="/",
         httponly=True,
         samesite="lax",

@@ -41,6 +41,8 @@
     R.localiseTimes(document);
   }
 
+  if (!form) return; // a viewer's page has no import form
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     R.showAlert($("import-error"), "");
