@@ -775,6 +775,26 @@ def test_wassenger_webhooks_with_the_shared_secret(
     assert (stats(client, cid)["read"], stats(client, cid)["interactions"]) == (1, 1)
 
 
+def test_wassenger_step_events_move_a_message_like_its_acks(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_provider(monkeypatch, "wassenger")
+    _, sent = launch_and_send(settings, 1)
+    who = sent[0]
+    url = "/webhooks/wassenger?secret=wassenger-shared-secret"
+    headers = {"Content-Type": "application/json"}
+
+    delivered = _wassenger("webhook_message_out_delivered.json", id=who.provider_message_id)
+    assert ok(client.post(url, content=delivered, headers=headers))["matched"] == 1
+    assert message_row(settings, who.message_id).status == "delivered"
+    read = _wassenger("webhook_message_out_read.json", id=who.provider_message_id)
+    assert ok(client.post(url, content=read, headers=headers))["matched"] == 1
+    assert message_row(settings, who.message_id).status == "read"
+    # The same step again as an ack event is the same status: it changes nothing.
+    ack = _wassenger("webhook_message_out_ack.json", id=who.provider_message_id, ack="read")
+    assert ok(client.post(url, content=ack, headers=headers))["duplicates"] == 1
+
+
 def _twilio_form(name: str, **fields: str) -> dict[str, str]:
     form = dict(parse_qsl((FIXTURES / "twilio" / name).read_text().strip(), keep_blank_values=True))
     form.update(fields)
