@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # Meta's messaging limit: unique users messaged outside their 24 h service window per
     # moving 24 h. 0: none (until configured, per sender or here, or read from Meta).
     messaging_limit: int = Field(default=0, ge=0, description="0 means no limit")
+    # A sender whose quality turns red or flagged: its Message 1s go at this fraction of its
+    # pace (``slow``), or wait until Meta says it recovered (``pause``).
+    quality_red_action: Literal["slow", "pause"] = "slow"
+    quality_slow_fraction: float = Field(default=0.5, gt=0, le=1)
     max_attempts: int = Field(default=5, ge=1)
     sending_grace_seconds: float = Field(default=600.0, ge=0)
     # Unset: the provider's default (``outcome_policy``); an explicit setting wins.

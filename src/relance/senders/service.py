@@ -70,19 +70,34 @@ def by_ref(session: Session, settings: Settings, ref: str) -> SenderInfo | None:
     """The sender a webhook names (Meta's ``metadata.phone_number_id``, Twilio's ``To``)."""
     if not ref:
         return None
-    if ref == env_ref(settings):
-        return default_info(session, settings)
     column = REF_FIELDS.get(settings.provider)
     if column is None:
         return None
-    row = session.scalar(
-        select(Sender).where(
-            Sender.provider == settings.provider,
-            getattr(Sender, column) == ref,
-            Sender.is_default.is_(False),
-        )
-    )
-    return info(row, settings) if row else None
+    wanted = _digits(ref) if settings.provider == "twilio" else ref
+    for row in list_senders(session, settings):
+        one = info(row, settings)
+        mine = _digits(one.ref) if settings.provider == "twilio" else one.ref
+        if one.provider == settings.provider and mine and mine == wanted:
+            return one
+    return None
+
+
+def by_display_number(session: Session, settings: Settings, number: str) -> list[SenderInfo]:
+    """The senders a quality or account webhook names by display number; with no number (an
+    account-wide event), every sender of the provider. A lone sender is the one meant even
+    when its display number was never filled in."""
+    mine = settings.provider  # the webhook came from it (the simulator speaks Meta's format)
+    rows = [r for r in list_senders(session, settings) if info(r, settings).provider == mine]
+    if not number:
+        return [info(r, settings) for r in rows]
+    matched = [r for r in rows if r.display_number and _digits(r.display_number) == _digits(number)]
+    if not matched and len(rows) == 1:
+        matched = rows
+    return [info(r, settings) for r in matched]
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
 
 
 def _check_identity(
