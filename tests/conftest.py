@@ -32,7 +32,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = bool(os.environ.get("CI"))
 ALL_TABLES = (
     "inbound_events, messages, recipients, campaign_contacts, campaign_categories, "
-    "contact_opt_changes, campaigns, contact_categories, contacts, categories, api_keys, "
+    "contact_opt_changes, campaign_senders, campaigns, senders, contact_categories, contacts, "
+    "categories, api_keys, "
     "sender_pacing, heartbeats, user_sessions, login_throttle, audit_events, users"
 )
 

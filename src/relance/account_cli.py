@@ -40,7 +40,7 @@ def _words(detail: object) -> str:
 
 
 @contextmanager
-def _unit_of_work(settings: Settings) -> Iterator[Session]:
+def unit_of_work(settings: Settings) -> Iterator[Session]:
     """The database, migrated, in one transaction; a refused change exits 1 with its reason.
 
     Warns when it creates an empty embedded database: run from another folder, the command
@@ -66,7 +66,7 @@ def _unit_of_work(settings: Settings) -> Iterator[Session]:
         raise _fail(_words(exc.detail)) from None
 
 
-def _operator(session: Session) -> Principal:
+def operator(session: Session) -> Principal:
     from relance.accounts.users import command_line_account
 
     account = command_line_account(session)
@@ -101,9 +101,9 @@ def user_create(
 
     settings = settings_for("user create")
     password = _read_password(generate_password)
-    with _unit_of_work(settings) as session:
+    with unit_of_work(settings) as session:
         user, made_up = users.create_user(session, email, password, role, name)
-        audit.record(session, _operator(session), "user.create", f"user:{user.id}", role=role)
+        audit.record(session, operator(session), "user.create", f"user:{user.id}", role=role)
     typer.echo(f"user {user.email} ({user.role}) created in {settings.database_shown}", err=True)
     if made_up:
         typer.echo("their password, shown once:", err=True)
@@ -120,13 +120,13 @@ def user_password(
 
     settings = settings_for("user password")
     password = _read_password(generate_password)
-    with _unit_of_work(settings) as session:
+    with unit_of_work(settings) as session:
         user = users.by_email(session, email)
         if user is None or user.email in users.SYSTEM_EMAILS:
             raise _fail(f"no user {email.strip().lower()}")
         made_up = users.reset_password(session, user, password)
         ended = sessions.close_all(session, user.id)
-        who = _operator(session)
+        who = operator(session)
         audit.record(session, who, "user.password_reset", f"user:{user.id}", ended=ended)
     typer.echo(f"password of {user.email} set; {ended} session(s) ended", err=True)
     if made_up:
@@ -138,7 +138,7 @@ def user_list() -> None:
     """The users: id, email, role, and whether they are disabled."""
     from relance.accounts import users
 
-    with _unit_of_work(settings_for("user list")) as session:
+    with unit_of_work(settings_for("user list")) as session:
         for user in users.list_users(session):
             state = "disabled" if user.disabled_at else "active"
             typer.echo(f"{user.id}\t{user.email}\t{user.role}\t{state}\t{user.display_name}")
@@ -158,12 +158,12 @@ def apikey_create(
     from relance.accounts import audit, keys, users
 
     settings = settings_for("apikey create")
-    with _unit_of_work(settings) as session:
+    with unit_of_work(settings) as session:
         owner = users.by_email(session, user) if user else None
         if user and owner is None:
             raise _fail(f"no user {user.strip().lower()}: relance user create first")
         row, key = keys.issue_api_key(session, name, owner, role)
-        audit.record(session, _operator(session), "key.create", f"key:{row.id}", role=row.role)
+        audit.record(session, operator(session), "key.create", f"key:{row.id}", role=row.role)
         label = f"{row.role}, owned by {owner.email if owner else 'the command line'}"
     typer.echo(
         f"API key '{name or 'unnamed'}' ({label}) created in {settings.database_shown}; "
@@ -178,7 +178,7 @@ def apikey_list() -> None:
     """Every key: id, prefix, name, role, owner, created, last used, revoked."""
     from relance.accounts import keys
 
-    with _unit_of_work(settings_for("apikey list")) as session:
+    with unit_of_work(settings_for("apikey list")) as session:
         for key, owner in keys.list_keys(session):
             used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
             revoked = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
@@ -194,9 +194,9 @@ def apikey_revoke(
     """Revoke a key: it fails from the next request on."""
     from relance.accounts import audit, keys
 
-    with _unit_of_work(settings_for("apikey revoke")) as session:
+    with unit_of_work(settings_for("apikey revoke")) as session:
         key = keys.get_key(session, ident)
         if key.revoked_at is None:
             keys.revoke(session, key)
-            audit.record(session, _operator(session), "key.revoke", f"key:{key.id}", name=key.name)
+            audit.record(session, operator(session), "key.revoke", f"key:{key.id}", name=key.name)
         typer.echo(f"API key {key.id} ({key.prefix}, '{key.name}') is revoked", err=True)

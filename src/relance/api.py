@@ -25,6 +25,7 @@ from relance.errors import ERROR_RESPONSES, DomainError
 from relance.gate import STATE_PRINCIPAL, Gate
 from relance.health import HealthProbe
 from relance.providers.base import WebhookRejected
+from relance.senders import endpoints as sender_endpoints
 from relance.web import account_pages, pages, session
 
 ROUTERS = (
@@ -33,6 +34,7 @@ ROUTERS = (
     campaign_endpoints.router,
     campaign_endpoints.dashboard,
     template_endpoints.router,
+    sender_endpoints.router,
     webhook_endpoints.router,
     user_endpoints.router,
     key_endpoints.router,

@@ -12,6 +12,7 @@ from relance import heartbeats, leases
 from relance.account_cli import apikey_cli, user_cli
 from relance.cli_settings import settings_for
 from relance.config import ConfigError, Settings
+from relance.sender_cli import sender_cli
 
 cli = typer.Typer(
     add_completion=False,
@@ -20,6 +21,7 @@ cli = typer.Typer(
 )
 cli.add_typer(user_cli, name="user")
 cli.add_typer(apikey_cli, name="apikey")
+cli.add_typer(sender_cli, name="sender")
 
 
 MAX_REQUEST_HEAD_BYTES = 64 * 1024

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     meta_waba_id: str = ""
     wassenger_api_url: str = "https://api.wassenger.com"
     wassenger_api_key: str = ""
+    # The Wassenger device (number) the default sender sends from; empty: the account's default.
+    wassenger_device: str = ""
     wassenger_webhook_secret: str = ""
     twilio_api_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""
@@ -73,6 +75,13 @@ class Settings(BaseSettings):
     daily_quota: int = Field(default=1000, ge=0, description="0 means no quota")
     max_sends_per_second: float = Field(default=80.0, ge=0, description="0 means no ceiling")
     pacing_timezone: str = "UTC"
+    # Meta's messaging limit: unique users messaged outside their 24 h service window per
+    # moving 24 h. 0: none (until configured, per sender or here, or read from Meta).
+    messaging_limit: int = Field(default=0, ge=0, description="0 means no limit")
+    # A sender whose quality turns red or flagged: its Message 1s go at this fraction of its
+    # pace (``slow``), or wait until Meta says it recovered (``pause``).
+    quality_red_action: Literal["slow", "pause"] = "slow"
+    quality_slow_fraction: float = Field(default=0.5, gt=0, le=1)
     max_attempts: int = Field(default=5, ge=1)
     sending_grace_seconds: float = Field(default=600.0, ge=0)
     # Unset: the provider's default (``outcome_policy``); an explicit setting wins.

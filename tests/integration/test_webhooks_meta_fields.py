@@ -123,10 +123,25 @@ CASES: list[tuple[str, str, str, str]] = [
         "awaiting_reply",
     ),
     ("webhook_calls.json", "notice:calls", "not_an_answer: call (connect)", "awaiting_reply"),
+    # The account's and the numbers' news change the senders (issue 19), not the recipients.
     (
         "webhook_account_update.json",
-        "notice:account_update",
-        "not_an_answer: account update (ACCOUNT_VIOLATION)",
+        "sender:account",
+        "sender_signal (ACCOUNT_VIOLATION for the account; sender 1: slowed (flagged by Meta: "
+        "SCAM)",
+        "awaiting_reply",
+    ),
+    (
+        "webhook_account_update_restriction.json",
+        "sender:account",
+        "sender_signal (ACCOUNT_RESTRICTION for the account; sender 1: stopped (Meta restricted "
+        "the account: RESTRICTED_BIZ_INITIATED_MESSAGING)",
+        "awaiting_reply",
+    ),
+    (
+        "webhook_phone_number_quality_update.json",
+        "sender:quality",
+        "sender_signal (FLAGGED for 15550783881; sender 1: slowed (flagged by Meta)",
         "awaiting_reply",
     ),
     (

@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relance.providers.base import WebhookRejected
-from relance.providers.events import InteractionEvent, NoticeEvent, ProviderEvent, TemplateEvent
+from relance.providers.events import (
+    InteractionEvent,
+    NoticeEvent,
+    ProviderEvent,
+    SenderEvent,
+    TemplateEvent,
+)
 from relance.providers.meta_webhooks import parse
 from relance.providers.screening import MAX_KEY_LENGTH, screen
 
@@ -183,8 +189,47 @@ NOTICES = {
     "webhook_errors.json": ("errors", "130429 Rate limit hit"),
     "webhook_smb_message_echoes.json": ("smb_message_echoes", "text"),
     "webhook_calls.json": ("calls", "connect"),
-    "webhook_account_update.json": ("account_update", "ACCOUNT_VIOLATION"),
 }
+SENDER_SIGNALS = {
+    "webhook_account_update.json": ("account", "ACCOUNT_VIOLATION", "", "", "SCAM"),
+    "webhook_account_update_restriction.json": (
+        "account",
+        "ACCOUNT_RESTRICTION",
+        "",
+        "",
+        "RESTRICTED_BIZ_INITIATED_MESSAGING",
+    ),
+    "webhook_phone_number_quality_update.json": (
+        "quality",
+        "FLAGGED",
+        "15550783881",
+        "TIER_10K",
+        "",
+    ),
+    "webhook_phone_number_quality_downgrade.json": (
+        "quality",
+        "DOWNGRADE",
+        "15550783881",
+        "TIER_2K",
+        "TIER_10K -> TIER_2K",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SENDER_SIGNALS))
+def test_quality_and_account_updates_are_sender_signals(name: str) -> None:
+    event = only(name)
+
+    assert isinstance(event, SenderEvent)
+    got = (
+        event.signal,
+        event.event,
+        event.display_phone_number,
+        event.current_limit,
+        event.detail,
+    )
+    assert got == SENDER_SIGNALS[name]
+    assert event.dedup_key == only(name).dedup_key  # Meta's retry is a duplicate
 
 
 @pytest.mark.parametrize("name", sorted(NOTICES))

@@ -4,6 +4,7 @@ contact out of every open recipient and later launch, a resume opts it back in."
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +16,8 @@ from relance.campaigns.followups import Followups, after_commit_send
 from relance.config import Settings
 from relance.contacts.consent import record_opt_change
 from relance.models import Contact, Message, Recipient, utcnow
+from relance.senders.identity import SenderInfo
+from relance.senders.service import by_ref
 
 S = RecipientState
 
@@ -30,8 +33,12 @@ def record_interaction(
     phone: str,
     context_provider_message_id: str | None = None,
     now: datetime | None = None,
+    to_ref: str = "",
 ) -> Applied:
     """A contact answered: ``awaiting_reply -> replied`` by compare-and-set, Message 2 queued.
+
+    ``to_ref`` names the number the answer came to: of a contact's open windows, the one that
+    number opened is answered (a contact may be in two campaigns on two numbers).
 
     A second reply, or one after the window closed, is recorded by the caller and changes
     nothing here.
@@ -40,7 +47,8 @@ def record_interaction(
     contact = _contact_by_phone(session, phone)
     if contact is None:
         return Applied(Outcome.UNKNOWN_CONTACT)
-    recipient = _recipient_for_reply(session, contact.id, context_provider_message_id)
+    sender = by_ref(session, settings, to_ref) if to_ref else None
+    recipient = _recipient_for_reply(session, contact.id, context_provider_message_id, sender)
     if recipient is None:
         return Applied(Outcome.NO_CAMPAIGN_AWAITING)
     won = repo.move_recipients(
@@ -64,7 +72,10 @@ def record_interaction(
 
 
 def _recipient_for_reply(
-    session: Session, contact_id: int, context_provider_message_id: str | None
+    session: Session,
+    contact_id: int,
+    context_provider_message_id: str | None,
+    sender: SenderInfo | None = None,
 ) -> Recipient | None:
     """The recipient a reply belongs to: the quoted message's, else the latest open window."""
     if context_provider_message_id:
@@ -83,12 +94,18 @@ def _recipient_for_reply(
         .where(Recipient.contact_id == contact_id)
         .order_by(
             (Recipient.state == S.AWAITING_REPLY.value).desc(),
+            *([_served_by(sender).desc()] if sender is not None else []),
             Recipient.awaiting_reply_at.desc().nulls_last(),
             Recipient.id.desc(),
         )
         .limit(1)
     ).first()
     return latest
+
+
+def _served_by(sender: SenderInfo) -> Any:
+    stored = sender.stored_id
+    return Recipient.sender_id.is_(None) if stored is None else Recipient.sender_id == stored
 
 
 def opt_out(

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from relance.campaigns import claims, templates
 from relance.campaigns.domain import MessageKind
 from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import DispatchReport, SendOutcome, record_outcomes
+from relance.campaigns.team import Team
 from relance.config import Settings
 from relance.contacts.domain import contact_values, render
 from relance.db import session_scope
@@ -37,6 +38,9 @@ from relance.providers.base import (
     ProviderError,
     RetryableError,
 )
+from relance.senders.domain import limit_reason
+from relance.senders.identity import SenderInfo
+from relance.senders.limits import limit_of, limit_room
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +60,47 @@ def claim(
     recipient_ids: Sequence[int] | None = None,
     now: datetime | None = None,
 ) -> list[OutboundMessage]:
-    """Claim and load up to ``limit`` due messages in one short transaction.
+    """Claim and load up to ``limit`` due messages of every sender in one short transaction.
 
     Due: a pending message whose time has come, or a queued recipient of a sending campaign
     whose Message 1 is created by this claim. ``message_ids`` restricts the claim to those
     pending messages; ``recipient_ids`` to those recipients' messages and Message 1s.
     """
+    return claim_for(settings, limit, message_ids, recipient_ids, now).messages
+
+
+@dataclass
+class Claimed:
+    messages: list[OutboundMessage] = field(default_factory=list)
+    # The sender's messaging limit held its Message 1s: when room opens again, and why.
+    limit_until: datetime | None = None
+    limit_reason: str | None = None
+
+
+def claim_for(
+    settings: Settings,
+    limit: int,
+    message_ids: Sequence[int] | None = None,
+    recipient_ids: Sequence[int] | None = None,
+    now: datetime | None = None,
+    sender: SenderInfo | None = None,
+    scope: claims.SenderScope = claims.EVERY_SENDER,
+) -> Claimed:
+    """``claim`` for one sender (``scope``), within its messaging limit.
+
+    With a limit, the sender's row is locked for the claim: two dispatchers counting the
+    moving 24 h at once would each see room for the last user and pass the limit together.
+    """
     now = now or utcnow()
+    out = Claimed()
     with session_scope(settings) as session:
+        limit_24h = limit_of(sender, settings) if sender is not None else 0
+        if sender is not None and limit_24h and scope.message_1 and message_ids is None:
+            room = limit_room(session, sender, limit_24h, now)
+            scope = replace(scope, message_1_room=room.room)
+            if room.resumes_at is not None:
+                out.limit_until = room.resumes_at
+                out.limit_reason = limit_reason(limit_24h, room.resumes_at)
         ids = claims.claim_messages(
             session,
             now,
@@ -71,11 +108,12 @@ def claim(
             message_ids,
             provider=settings.provider,
             recipient_ids=recipient_ids,
+            scope=scope,
         )
-        if not ids:
-            return []
-        rows = claims.outbound_rows(session, ids)
-        return [_outbound(row, settings.provider, now) for row in rows]
+        if ids:
+            rows = claims.outbound_rows(session, ids)
+            out.messages = [_outbound(row, settings.provider, now) for row in rows]
+    return out
 
 
 def _outbound(row: Any, provider: str, now: datetime) -> OutboundMessage:
@@ -131,6 +169,28 @@ def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[Se
         return list(pool.map(one, messages))
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """What one dispatch asks of each sender's round."""
+
+    batch: int
+    max_wait: float
+    message_ids: Sequence[int] | None
+    recipient_ids: Sequence[int] | None
+    clock: Callable[[], datetime]
+
+
+@dataclass
+class _Plan:
+    """One sender's claimed messages, to hand over at its granted time."""
+
+    sender: SenderInfo
+    limiter: AnyLimiter
+    provider: Provider
+    at: float
+    messages: list[OutboundMessage]
+
+
 def dispatch(
     settings: Settings,
     provider: Provider,
@@ -143,50 +203,108 @@ def dispatch(
     stopping: Callable[[], bool] = lambda: False,
     recipient_ids: Sequence[int] | None = None,
     clock: Callable[[], datetime] = utcnow,
+    providers: Callable[[SenderInfo], Provider] | None = None,
 ) -> DispatchReport:
-    """Send due messages within what the shared limiter grants, for up to ``budget_seconds``.
+    """Send due messages within what each sender's shared limiter grants, for up to
+    ``budget_seconds``.
 
-    ``stopping`` is checked between batches: a worker asked to shut down finishes the batch
+    Each round takes every sender with something due: reserve its next slot, claim its
+    messages (a committed transaction), then wait for the slot and send; the senders' waits
+    run side by side. Claiming before the wait keeps the claim's latency out of the gap
+    between two sends of a number. ``provider`` and ``limiter`` are the default sender's;
+    the others send through ``providers`` (default: the registry, with their own number) and
+    limiters on the same store as ``limiter``, under their own keys.
+
+    ``stopping`` is checked between rounds: a worker asked to shut down finishes the round
     it holds (claimed messages are recorded, never abandoned) and claims no more.
     ``message_ids`` and ``recipient_ids`` restrict what is due (see ``claim``); ``clock``
     says when a claim happens (what is due, whether a reply's 24 h window is still open).
     """
     deadline = time.monotonic() + budget_seconds
     total = DispatchReport()
-    paced = not limiter.rules.unpaced
+    team = Team(settings, provider, limiter, providers)
+    ask = _Ask(batch, max_wait, message_ids, recipient_ids, clock)
     while time.monotonic() < deadline and not stopping():
-        # Paced, a reservation spends a slot: look first. Unpaced, the claim itself tells.
-        if paced and not _has_due(settings, message_ids, recipient_ids, clock()):
+        plans: list[_Plan] = []
+        for sender in team.due(message_ids, recipient_ids, clock()):
+            plan = _plan(settings, team, sender, total, ask)
+            if plan is not None:
+                plans.append(plan)
+            if total.wait_reason == "limiter_unavailable":
+                break
+        if not plans:
             break
-        try:
-            decision = limiter.reserve(max_wait=max_wait, wanted=batch)
-        except LimiterUnavailable as exc:
-            log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
-            total.wait_reason = "limiter_unavailable"
-            total.more = True
-            break
-        if isinstance(decision, Wait):
-            total.waiting_until, total.wait_reason = decision.until, decision.reason
-            total.more = True
-            break
-        assert isinstance(decision, Grant)
-        delay = decision.at - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        messages = claim(settings, decision.count, message_ids, recipient_ids, clock())
-        if len(messages) < decision.count and limiter.rules.unpaced:
-            limiter.refund(decision.count - len(messages))
-        if not messages:
-            break
-        outcomes = send_all(provider, messages)
-        report = _record(settings, followups, outcomes, limiter)
-        total.sent += report.sent
-        total.failed += report.failed
-        total.retried += report.retried
-        total.outcomes.extend(outcomes)
+        for plan, outcomes in zip(plans, _send_plans(plans), strict=True):
+            report = _record(settings, followups, outcomes, plan.limiter)
+            total.sent += report.sent
+            total.failed += report.failed
+            total.retried += report.retried
+            total.outcomes.extend(outcomes)
     else:
-        total.more = _has_due(settings, message_ids, recipient_ids, clock())
+        total.more = bool(team.due(message_ids, recipient_ids, clock()))
     return total
+
+
+def _plan(
+    settings: Settings,
+    team: Team,
+    sender: SenderInfo,
+    total: DispatchReport,
+    ask: _Ask,
+) -> _Plan | None:
+    """Reserve the sender's next slot and claim its messages; None when it must wait."""
+    message_ids, recipient_ids, clock = ask.message_ids, ask.recipient_ids, ask.clock
+    if sender.status == "stopped":
+        _wait(total, None, "sender_stopped")  # never retry into a ban: a person or Meta says
+        return None
+    # A paused sender (a person, or quality red with QUALITY_RED_ACTION=pause) still answers.
+    scope = claims.SenderScope(sender.stored_id, message_1=sender.status != "paused")
+    limiter = team.limiter(sender)
+    if not scope.message_1 and not team.has_due(message_ids, recipient_ids, clock(), scope):
+        return None  # only held Message 1s: don't spend a slot
+    try:
+        decision = limiter.reserve(max_wait=ask.max_wait, wanted=ask.batch)
+    except LimiterUnavailable as exc:
+        log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
+        _wait(total, None, "limiter_unavailable")
+        return None
+    if isinstance(decision, Wait):
+        _wait(total, decision.until, decision.reason)
+        return None
+    assert isinstance(decision, Grant)
+    claimed = claim_for(
+        settings, decision.count, message_ids, recipient_ids, clock(), sender, scope
+    )
+    if claimed.limit_until is not None:
+        _wait(total, claimed.limit_until.timestamp(), "messaging_limit")
+    if len(claimed.messages) < decision.count and limiter.rules.unpaced:
+        limiter.refund(decision.count - len(claimed.messages))
+    if not claimed.messages:
+        return None
+    return _Plan(sender, limiter, team.provider(sender), decision.at, claimed.messages)
+
+
+def _wait(total: DispatchReport, until: float | None, reason: str) -> None:
+    total.more = True
+    if total.wait_reason != "limiter_unavailable":
+        total.wait_reason = reason
+    if until is not None and (total.waiting_until is None or until < total.waiting_until):
+        total.waiting_until = until
+
+
+def _send_plans(plans: Sequence[_Plan]) -> list[list[SendOutcome]]:
+    """Each sender's messages at its granted time; the senders side by side."""
+
+    def one(plan: _Plan) -> list[SendOutcome]:
+        delay = plan.at - time.time()
+        if delay > 0:
+            time.sleep(delay)  # the slot the limiter granted: the pace itself, not a poll
+        return send_all(plan.provider, plan.messages)
+
+    if len(plans) == 1:
+        return [one(plans[0])]
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        return list(pool.map(one, plans))
 
 
 def _record(
@@ -220,13 +338,3 @@ def _record(
                 extra={"message_id": outcome.message_id},
             )
     return total
-
-
-def _has_due(
-    settings: Settings,
-    message_ids: Sequence[int] | None,
-    recipient_ids: Sequence[int] | None,
-    now: datetime,
-) -> bool:
-    with session_scope(settings) as session:
-        return claims.has_due(session, now, message_ids, recipient_ids)

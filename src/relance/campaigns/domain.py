@@ -249,6 +249,7 @@ class Outcome(StrEnum):
     OPTED_IN = "opted_in"
     NOT_AN_ANSWER = "not_an_answer"  # a system notice, a withdrawal, an echo, a call... (why)
     TEMPLATE_SIGNAL = "template_signal"  # a template's new status, quality or category
+    SENDER_SIGNAL = "sender_signal"  # a number's quality or limit, the account's restriction
     SENT = "sent"
     DELIVERED = "delivered"
     READ = "read"
@@ -264,6 +265,7 @@ class Outcome(StrEnum):
             Outcome.REJECTED,
             Outcome.NOT_AN_ANSWER,
             Outcome.TEMPLATE_SIGNAL,
+            Outcome.SENDER_SIGNAL,
         )
 
     @property
@@ -271,7 +273,7 @@ class Outcome(StrEnum):
         """How a webhook's answer counts it: matched, unmatched, noted or rejected."""
         if self == Outcome.REJECTED:
             return "rejected"
-        if self in (Outcome.NOT_AN_ANSWER, Outcome.TEMPLATE_SIGNAL):
+        if self in (Outcome.NOT_AN_ANSWER, Outcome.TEMPLATE_SIGNAL, Outcome.SENDER_SIGNAL):
             return "noted"  # stored, and by the rule nothing else to do
         return "matched" if self.matched else "unmatched"
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from relance.campaigns.domain import CampaignStatus
 from relance.campaigns.queries import get_campaign
-from relance.campaigns.schemas import CampaignCreate, CampaignUpdate
+from relance.campaigns.schemas import CampaignCreate, CampaignUpdate, SenderShare
 from relance.campaigns.template_schemas import TemplateIn
 from relance.config import Settings
 from relance.errors import Conflict, Invalid
@@ -18,15 +18,20 @@ from relance.models import (
     Campaign,
     Category,
     Contact,
+    Sender,
     campaign_categories,
     campaign_contacts,
+    campaign_senders,
 )
 
 C = CampaignStatus
 
 
 def _check_ids(
-    session: Session, model: type[Category] | type[Contact], ids: Sequence[int], field: str
+    session: Session,
+    model: type[Category] | type[Contact] | type[Sender],
+    ids: Sequence[int],
+    field: str,
 ) -> None:
     if not ids:
         return
@@ -57,6 +62,23 @@ def _set_audience(
             session.execute(insert(link), rows)
 
 
+def _set_senders(session: Session, campaign_id: int, shares: Sequence[SenderShare] | None) -> None:
+    """Replace the campaign's senders (None leaves them; empty: the default sender)."""
+    if shares is None:
+        return
+    ids = [s.sender_id for s in shares]
+    if len(set(ids)) != len(ids):
+        raise Invalid([{"field": "senders", "msg": "a sender is named twice"}])
+    _check_ids(session, Sender, ids, "senders")
+    session.execute(delete(campaign_senders).where(campaign_senders.c.campaign_id == campaign_id))
+    if shares:
+        rows = [
+            {"campaign_id": campaign_id, "sender_id": s.sender_id, "weight": s.weight}
+            for s in shares
+        ]
+        session.execute(insert(campaign_senders), rows)
+
+
 def _stored(template: TemplateIn | None) -> dict[str, Any] | None:
     return template.stored() if template is not None else None
 
@@ -76,6 +98,7 @@ def create_campaign(session: Session, settings: Settings, data: CampaignCreate) 
     session.add(campaign)
     session.flush()
     _set_audience(session, campaign.id, data.category_ids, data.contact_ids)
+    _set_senders(session, campaign.id, data.senders)
     return campaign
 
 
@@ -100,6 +123,8 @@ def update_campaign(session: Session, campaign_id: int, data: CampaignUpdate) ->
     if "message_2_template" in fields:
         campaign.message_2_template = _stored(data.message_2_template)
     _set_audience(session, campaign_id, fields.get("category_ids"), fields.get("contact_ids"))
+    if "senders" in fields:
+        _set_senders(session, campaign_id, data.senders)
     session.flush()
     return campaign
 

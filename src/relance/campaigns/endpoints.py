@@ -29,6 +29,7 @@ from relance.campaigns.schemas import (
     StatsOut,
     Timeline,
 )
+from relance.campaigns.stats_senders import sender_shares, sender_waits
 from relance.campaigns.template_endpoints import CatalogDep, find_in
 from relance.config import get_settings
 from relance.contacts.schemas import MAX_ID
@@ -211,8 +212,11 @@ def retry_limited(
 def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
     campaign = queries.get_campaign(session, campaign_id)
     stats = queries.campaign_stats(campaign)
+    settings = get_settings()
+    stats["senders"] = sender_shares(session, settings, campaign_id)
     if campaign.status == CampaignStatus.SENDING:
-        stats["pacing"] = pacing_status(get_settings(), session)
+        stats["pacing"] = pacing_status(settings, session)
+        stats["sender_waits"] = sender_waits(session, settings, campaign_id)
     return stats
 
 
@@ -247,11 +251,17 @@ def blocking(
         if campaign.status == CampaignStatus.SENDING
         else None
     )
+    waits = (
+        sender_waits(session, get_settings(), campaign_id)
+        if campaign.status == CampaignStatus.SENDING
+        else []
+    )
     return {
         "campaign_id": campaign_id,
         "status": campaign.status,
         "open_recipients": counts["total"] - counts["finished"],
         "paused_by": pacing["reason"] if pacing else campaign.status_reason,
+        "sender_waits": waits,
         "items": queries.blocking_recipients(session, campaign_id, limit, now=utcnow()),
     }
 

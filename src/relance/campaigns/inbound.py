@@ -38,10 +38,12 @@ from relance.providers.events import (
     InteractionEvent,
     NoticeEvent,
     ProviderEvent,
+    SenderEvent,
     StatusEvent,
     TemplateEvent,
 )
 from relance.providers.screening import screen
+from relance.senders.signals import apply_sender_event
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ def stored_kind(event: ProviderEvent) -> str:
         return f"template:{event.signal}"
     if isinstance(event, NoticeEvent):
         return f"notice:{event.kind}"[:30]
+    if isinstance(event, SenderEvent):
+        return f"sender:{event.signal}"
     return "preference" if event.kind == "user_preferences" else f"message:{event.kind}"
 
 
@@ -203,6 +207,9 @@ def _apply_one(
         return on_template_signal(session, receiver, event, now)
     if isinstance(event, NoticeEvent):
         return Applied(Outcome.NOT_AN_ANSWER, detail=judge_notice(event.kind, event.detail).why)
+    if isinstance(event, SenderEvent):
+        detail = apply_sender_event(session, settings, event, now)
+        return Applied(Outcome.SENDER_SIGNAL, detail=detail)
     return _apply_contact_event(session, receiver, event, now)
 
 
@@ -227,6 +234,7 @@ def _apply_contact_event(
         event.from_phone,
         event.context_provider_message_id,
         now,
+        to_ref=event.to_ref,
     )
 
 

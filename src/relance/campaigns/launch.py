@@ -19,7 +19,9 @@ from relance.config import Settings
 from relance.contacts.domain import contact_values, missing_placeholders, rendered_length
 from relance.db import savepoint
 from relance.errors import Conflict, Invalid
-from relance.models import Campaign, Contact, utcnow
+from relance.models import Campaign, Contact, campaign_senders, utcnow
+from relance.senders.domain import Share
+from relance.senders.service import default_info
 
 log = logging.getLogger(__name__)
 C = CampaignStatus
@@ -147,7 +149,9 @@ def launch_campaign(
 def start_sending(
     session: Session, settings: Settings, followups: Followups, campaign: Campaign, now: datetime
 ) -> Campaign:
-    inserted, skipped = repo.fan_out(session, campaign.id, now)
+    inserted, skipped = repo.fan_out(
+        session, campaign.id, now, campaign_shares(session, settings, campaign.id)
+    )
     if inserted == 0:
         # The audience emptied between the check and the fan-out (a contact opted out or was
         # deleted meanwhile): a campaign of no recipient would never complete.
@@ -164,6 +168,18 @@ def start_sending(
     )
     after_commit_dispatch(session, followups)
     return campaign
+
+
+def campaign_shares(session: Session, settings: Settings, campaign_id: int) -> list[Share]:
+    """The campaign's senders and weights as recipients store them (None: the default)."""
+    default_id = default_info(session, settings).id
+    rows = session.execute(
+        select(campaign_senders.c.sender_id, campaign_senders.c.weight)
+        .where(campaign_senders.c.campaign_id == campaign_id)
+        .order_by(campaign_senders.c.sender_id)
+    )
+    shares: list[Share] = [(None if sid == default_id else sid, weight) for sid, weight in rows]
+    return shares or [(None, 1)]
 
 
 def _reason(detail: Any) -> str:

@@ -120,6 +120,7 @@ def retry_failed(
             priority=PRIORITY[MessageKind.MESSAGE_1],
             status=MessageStatus.PENDING.value,
             provider=settings.provider,
+            sender_id=row.sender_id,  # a retry leaves from the contact's number too
             attempts=0,
             created_at=now,
             next_attempt_at=now,

@@ -19,6 +19,7 @@ from relance.models import (
     Recipient,
     campaign_categories,
     campaign_contacts,
+    campaign_senders,
 )
 
 S = RecipientState
@@ -127,6 +128,14 @@ def campaign_out(session: Session, campaign: Campaign) -> dict[str, Any]:
             .order_by(campaign_contacts.c.contact_id)
         )
     )
+    senders = [
+        {"sender_id": sender_id, "weight": weight}
+        for sender_id, weight in session.execute(
+            select(campaign_senders.c.sender_id, campaign_senders.c.weight)
+            .where(campaign_senders.c.campaign_id == campaign.id)
+            .order_by(campaign_senders.c.sender_id)
+        )
+    ]
     counts = counts_of(campaign)
     return {
         **{
@@ -152,6 +161,7 @@ def campaign_out(session: Session, campaign: Campaign) -> dict[str, Any]:
         },
         "category_ids": category_ids,
         "contact_ids": contact_ids,
+        "senders": senders,
         "finished": counts.finished,
     }
 

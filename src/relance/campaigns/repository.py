@@ -7,11 +7,11 @@ against the domain's transition table, and records its counter changes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, literal, or_, select, update
+from sqlalchemy import Integer, Table, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from relance.campaigns import counters
@@ -31,6 +31,7 @@ from relance.models import (
     campaign_contacts,
     contact_categories,
 )
+from relance.senders.domain import Share, bounds
 
 OPEN_STATE_VALUES = tuple(sorted(s.value for s in OPEN_RECIPIENT_STATES))
 
@@ -84,8 +85,22 @@ def _has_reachable_member(session: Session, links: Table, key: Any, value: int) 
     return session.scalar(member) is not None
 
 
-def fan_out(session: Session, campaign_id: int, now: datetime) -> tuple[int, int]:
-    """Create the recipients with one INSERT ... SELECT (no per-contact loop).
+def _sender_column(shares: Sequence[Share]) -> Any:
+    """Each recipient's sender, in the INSERT ... SELECT: ``senders.domain.sender_at`` of its
+    position in contact id order (a window function, only when there are several senders)."""
+    table = bounds(shares)
+    if len(table) == 1:
+        return literal(table[0][1], Integer)
+    slot = (func.row_number().over(order_by=Contact.id) - 1) % table[-1][0]
+    whens = [(slot < bound, literal(sender, Integer)) for bound, sender in table[:-1]]
+    return case(*whens, else_=literal(table[-1][1], Integer))
+
+
+def fan_out(
+    session: Session, campaign_id: int, now: datetime, shares: Sequence[Share] = ((None, 1),)
+) -> tuple[int, int]:
+    """Create the recipients with one INSERT ... SELECT (no per-contact loop), each with its
+    sender (``shares``: the campaign's senders and weights; None: the default sender).
 
     No message row: each queued recipient waits in ``ix_recipients_message_1_due`` until a
     dispatcher claims it and creates its Message 1 (``claim_messages``), which halves the
@@ -97,10 +112,11 @@ def fan_out(session: Session, campaign_id: int, now: datetime) -> tuple[int, int
         Contact.id,
         literal(RecipientState.QUEUED.value, Recipient.state.type),
         literal(now, Recipient.queued_at.type),
+        _sender_column(shares),
     ).where(audience, Contact.opted_out_at.is_(None))
     session.execute(
         insert(Recipient).from_select(
-            ["campaign_id", "contact_id", "state", "queued_at"], reachable
+            ["campaign_id", "contact_id", "state", "queued_at", "sender_id"], reachable
         )
     )
     # Counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here.
@@ -137,7 +153,7 @@ def move_recipients(
         update(Recipient)
         .where(Recipient.state == old.value, *where)
         .values(state=new.value, **{stamp: now}, **values)
-        .returning(Recipient.id, Recipient.campaign_id, Recipient.contact_id)
+        .returning(Recipient.id, Recipient.campaign_id, Recipient.contact_id, Recipient.sender_id)
         .execution_options(synchronize_session=False)
     )
     rows = list(result)
@@ -159,6 +175,10 @@ def insert_message_2(
                 priority=PRIORITY[MessageKind.MESSAGE_2],
                 status=MessageStatus.PENDING.value,
                 provider=provider,
+                # Message 2 leaves from the number that sent Message 1: the reply came there.
+                sender_id=select(Recipient.sender_id)
+                .where(Recipient.id == recipient_id)
+                .scalar_subquery(),
                 attempts=0,
                 created_at=now,
                 next_attempt_at=now,

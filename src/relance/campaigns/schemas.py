@@ -30,6 +30,16 @@ Defaults = Annotated[
 ]
 
 
+class SenderShare(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sender_id: int = Field(ge=1, le=MAX_ID)
+    weight: int = Field(default=1, ge=1, le=1000, description="its share of the recipients")
+
+
+MAX_SENDERS = 50
+
+
 class CampaignBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +60,12 @@ class CampaignBase(BaseModel):
         default=None, description="when to start; within a year of now (naive means UTC)"
     )
     placeholder_defaults: Defaults = Field(default_factory=dict, examples=[{"first_name": "there"}])
+    senders: list[SenderShare] = Field(
+        default_factory=list,
+        max_length=MAX_SENDERS,
+        description="the numbers that send it and their weights; none: the default sender. "
+        "Each contact is served by one number: Message 2 leaves from its Message 1's",
+    )
 
     _texts = field_validator("message_2")(_check_text)
     _schedule = field_validator("scheduled_at")(_check_schedule)
@@ -70,6 +86,7 @@ class CampaignUpdate(CampaignBase):
     category_ids: IdList | None = None  # type: ignore[assignment]
     contact_ids: IdList | None = None  # type: ignore[assignment]
     placeholder_defaults: Defaults | None = None  # type: ignore[assignment]
+    senders: list[SenderShare] | None = Field(default=None, max_length=MAX_SENDERS)  # type: ignore[assignment]
 
     _m1 = field_validator("message_1")(_check_text)
 
@@ -87,6 +104,7 @@ class CampaignOut(BaseModel):
     status_reason: str | None
     category_ids: list[int]
     contact_ids: list[int]
+    senders: list[SenderShare] = Field(default_factory=list)
     total: int
     finished: int
     created_at: datetime
@@ -130,6 +148,15 @@ class StatsOut(BaseModel):
     completed_at: datetime | None
     started_at: datetime | None
     pacing: dict[str, Any] | None = None
+    senders: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="per number: its recipients and the messages it sent (its share)",
+    )
+    sender_waits: list[str] = Field(
+        default_factory=list,
+        description="why some numbers hold their messages: paused, stopped, slowed, or "
+        "'messaging limit N per 24 h reached, resumes at T'",
+    )
 
 
 ERASED = (
@@ -185,6 +212,7 @@ class BlockingList(BaseModel):
     status: str
     open_recipients: int
     paused_by: str | None = None
+    sender_waits: list[str] = Field(default_factory=list)
     items: list[BlockingOut]
 
 

@@ -71,6 +71,7 @@ class Accepted(NamedTuple):
     wamid: str
     text: str
     template: dict[str, Any] | None = None  # the Cloud API ``template`` object, if one
+    number: str = ""  # the phone_number_id it was sent from (``/{version}/{number}/messages``)
 
 
 class FakeGraph:
@@ -138,14 +139,14 @@ class FakeGraph:
 
     def _route(self, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
         if method == b"POST" and path.endswith(b"/messages"):
-            return self._send(body)
+            return self._send(body, path.decode().rstrip("/").split("/")[-2])
         if method == b"GET" and urlsplit(path.decode()).path.endswith("/message_templates"):
             return self._message_templates(path.decode())
         if method == b"GET" and path == STATS_PATH.encode():
             return 200, json.dumps({"sent": len(self.accepted), "marked": self.marked}).encode()
         return 404, _NOT_FOUND
 
-    def _send(self, body: bytes) -> tuple[int, bytes]:
+    def _send(self, body: bytes, number: str = "") -> tuple[int, bytes]:
         self.requests += 1
         if self.rate_limit is not None and self.rate_limit(self.requests):
             self.rejected += 1
@@ -163,7 +164,7 @@ class FakeGraph:
         wamid = f"{self._prefix}{len(self.accepted) + 1}"
         our_id = int(payload.get("biz_opaque_callback_data") or 0)
         template = payload.get("template") if self.keep_templates else None
-        accepted = Accepted(now, to, our_id, wamid, text, template)
+        accepted = Accepted(now, to, our_id, wamid, text, template, number)
         self.accepted.append(accepted)
         if self.mark and text.startswith(self.mark):
             self.marked.setdefault(to, now)
@@ -331,7 +332,7 @@ def _status(accepted: Accepted, failed_with: int | None) -> bytes:
     }
     if failed_with is not None:
         status["errors"] = [meta_errors.status_error(failed_with)]
-    return json.dumps(status_payload([status])).encode()
+    return json.dumps(status_payload([status], accepted.number or "simulator")).encode()
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ from relance.models.contacts import Category, Contact, ContactOptChange, contact
 from relance.models.events import InboundEvent
 from relance.models.heartbeats import Heartbeat
 from relance.models.pacing import SenderPacing
+from relance.models.senders import Sender, campaign_senders
 
 __all__ = [
     "ApiKey",
@@ -27,11 +28,13 @@ __all__ = [
     "LoginThrottle",
     "Message",
     "Recipient",
+    "Sender",
     "SenderPacing",
     "User",
     "UserSession",
     "campaign_categories",
     "campaign_contacts",
+    "campaign_senders",
     "contact_categories",
     "utcnow",
 ]

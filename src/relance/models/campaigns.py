@@ -106,9 +106,11 @@ class Recipient(Base):
         # in id order per campaign. Partial, like the messages' dispatch index, so that the
         # claim is an ordered scan of it whatever the planner's statistics (right after a launch
         # there are none, and a bitmap scan sorted every queued recipient on each claim).
+        # sender_id: each sender's queue is claimed apart (pacing is per sender).
         partial_index(
             "ix_recipients_message_1_due",
             "campaign_id",
+            "sender_id",
             "id",
             where="state = 'queued' AND message_1_created_at IS NULL",
         ),
@@ -141,6 +143,9 @@ class Recipient(Base):
     # When the claim created this recipient's Message 1 row; NULL: none yet (the launch creates
     # recipients only, the dispatcher creates each Message 1 as it claims it).
     message_1_created_at: Mapped[datetime | None]
+    # The number that serves this contact (assigned at launch; NULL: the default sender). No
+    # foreign key: campaign_senders already holds the sender, and a check per row slows launches.
+    sender_id: Mapped[int | None]
 
 
 class Message(Base):
@@ -150,7 +155,12 @@ class Message(Base):
         CheckConstraint(_in("kind", MessageKind), name="kind_valid"),
         # The dispatcher's claim: Message 2 (priority 0) before Message 1, then launch order.
         partial_index(
-            "ix_messages_dispatch", "priority", "campaign_id", "id", where="status = 'pending'"
+            "ix_messages_dispatch",
+            "priority",
+            "campaign_id",
+            "sender_id",
+            "id",
+            where="status = 'pending'",
         ),
         # Crash recovery looks for messages left in ``sending``.
         partial_index("ix_messages_sending", "claimed_at", where="status = 'sending'"),
@@ -161,6 +171,13 @@ class Message(Base):
             "provider_message_id",
             where="provider_message_id IS NOT NULL",
             unique=True,
+        ),
+        # Each sender's Message 1s over the moving 24 h: its messaging limit (senders/usage).
+        partial_index(
+            "ix_messages_sender_window",
+            "sender_id",
+            "created_at",
+            where="kind = 'message_1'",
         ),
         # Sends per campaign over time (dashboard timeline, counter reconciliation).
         partial_index(
@@ -177,6 +194,8 @@ class Message(Base):
     priority: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(20), default=MessageStatus.PENDING.value)
     provider: Mapped[str] = mapped_column(String(20))
+    # The recipient's sender, copied: the claim and the messaging limit read it per sender.
+    sender_id: Mapped[int | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = _counter()
     next_attempt_at: Mapped[datetime | None]

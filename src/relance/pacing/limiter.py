@@ -65,8 +65,16 @@ class RedisLimiter(_Operations):
         import redis
 
         self.rules = rules
+        self.url = url
         self.key = f"relance:pacing:{sender}"
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    def for_sender(self, sender: str, rules: PacingRules) -> RedisLimiter:
+        """Another sender's limiter on the same Redis (its connections shared)."""
+        other = RedisLimiter.__new__(RedisLimiter)
+        other.rules, other.url, other._redis = rules, self.url, self._redis
+        other.key = f"relance:pacing:{sender}"
+        return other
 
     def _update(self, fn: Update) -> Grant | Wait | None:
         import redis
@@ -101,6 +109,9 @@ class DatabaseLimiter(_Operations):
         self.settings = settings
         self.sender = sender
         self.rules = rules
+
+    def for_sender(self, sender: str, rules: PacingRules) -> DatabaseLimiter:
+        return DatabaseLimiter(self.settings, sender, rules)
 
     def _update(self, fn: Update) -> Grant | Wait | None:
         try:

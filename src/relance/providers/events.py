@@ -80,6 +80,9 @@ class InteractionEvent:
     subtype: str = ""
     # The machine value beside the text: a button's payload, a reply's id, a preference's value.
     payload: str = ""
+    # The business number it came to (Cloud API ``metadata.phone_number_id``, Twilio ``To``):
+    # which sender it belongs to.
+    to_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,4 +116,21 @@ class NoticeEvent:
     rejected: str | None = None
 
 
-ProviderEvent = StatusEvent | InteractionEvent | TemplateEvent | NoticeEvent
+@dataclass(frozen=True)
+class SenderEvent:
+    """Meta reports on one of our numbers or on the whole account: its quality flag, its
+    messaging limit or throughput tier (``phone_number_quality_update``), a restriction, a
+    ban or its lifting (``account_update``)."""
+
+    dedup_key: str
+    signal: Literal["quality", "account"]
+    event: str  # FLAGGED, UNFLAGGED, DOWNGRADE, UPGRADE, ACCOUNT_RESTRICTION, DISABLED_UPDATE...
+    timestamp: datetime
+    display_phone_number: str = ""  # the number it is about; empty: the whole account
+    current_limit: str = ""  # TIER_250, TIER_2K, ... TIER_UNLIMITED
+    detail: str = ""  # restriction type, ban state, violation type...
+    raw: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None
+
+
+ProviderEvent = StatusEvent | InteractionEvent | TemplateEvent | NoticeEvent | SenderEvent

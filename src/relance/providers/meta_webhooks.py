@@ -12,10 +12,12 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from relance.providers.base import WebhookRejected, json_body
 from relance.providers.events import REPORTED_STATUSES, NoticeEvent, ProviderEvent, StatusEvent
+from relance.providers.meta_account import SENDER_FIELDS, sender_event
 from relance.providers.meta_errors import describe
 from relance.providers.meta_fields import (
     TEMPLATE_SIGNALS,
@@ -25,7 +27,7 @@ from relance.providers.meta_fields import (
     template_event,
 )
 from relance.providers.meta_messages import message_event
-from relance.providers.meta_shapes import digest_key, objects_at, text_at
+from relance.providers.meta_shapes import digest_key, object_at, objects_at, text_at
 from relance.providers.meta_shapes import list_at as _list
 from relance.providers.meta_shapes import require as _require
 from relance.providers.meta_shapes import timestamp as _timestamp
@@ -110,8 +112,11 @@ def _messages_events(
     for k, status in enumerate(_list(value, "statuses", where)):
         event = _status_event(status, f"{where}.statuses[{k}]")
         events.append(event or _untracked_status(status, f"{where}.statuses[{k}]"))
+    # The number it came to: several senders share this webhook (issue 19).
+    to = text_at(object_at(value, "metadata", where), "phone_number_id")
     for k, message in enumerate(objects_at(value, "messages", where)):
-        events.append(message_event(message, f"{where}.messages[{k}]"))
+        one = message_event(message, f"{where}.messages[{k}]")
+        events.append(replace(one, to_ref=to) if to else one)
     if "errors" in value:
         events.append(errors_event(value, entry, where))
     if not events:  # neither statuses, messages nor errors: still seen
@@ -136,6 +141,8 @@ def _change_events(
         return preference_events(value, where)
     if field in TEMPLATE_SIGNALS:
         return [template_event(field, value, entry, where)]
+    if field in SENDER_FIELDS:
+        return [sender_event(field, value, entry, where)]
     return notice_events(field, value, entry, where)
 
 

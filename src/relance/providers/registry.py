@@ -8,7 +8,7 @@ from relance.config import Settings
 from relance.providers.base import Provider
 
 _lock = threading.Lock()
-_providers: dict[tuple[str, str, str], Provider] = {}
+_providers: dict[tuple[str, ...], Provider] = {}
 
 
 def make_provider(settings: Settings) -> Provider:
@@ -30,7 +30,15 @@ def make_provider(settings: Settings) -> Provider:
 
 
 def get_provider(settings: Settings) -> Provider:
-    key = (settings.provider, settings.effective_public_url, settings.simulator_webhook_url)
+    # One per number too: each sender sends with its own phone_number_id / From / device.
+    key = (
+        settings.provider,
+        settings.effective_public_url,
+        settings.simulator_webhook_url,
+        settings.meta_phone_number_id,
+        settings.twilio_from,
+        settings.wassenger_device,
+    )
     with _lock:
         if key not in _providers:
             _providers[key] = make_provider(settings)

@@ -19,6 +19,7 @@ from relance.providers.events import (
     InteractionEvent,
     NoticeEvent,
     ProviderEvent,
+    SenderEvent,
     StatusEvent,
     TemplateEvent,
 )
@@ -86,8 +87,8 @@ def rejection(event: ProviderEvent) -> str | None:
         problem = _id_problem(event.provider_message_id, "message id")
     elif isinstance(event, TemplateEvent):
         problem = _id_problem(event.template_id, "template id")
-    elif isinstance(event, NoticeEvent):
-        pass  # only stored: its key is checked below
+    elif isinstance(event, NoticeEvent | SenderEvent):
+        pass  # their key is checked below
     elif len(event.from_phone) > MAX_E164_DIGITS + 1:
         problem = f"sender is not an E.164 number (more than {MAX_E164_DIGITS} digits)"
     else:
@@ -125,11 +126,13 @@ _TEXTS: dict[type, tuple[str, ...]] = {
     InteractionEvent: ("text", "payload"),
     TemplateEvent: ("reason",),
     NoticeEvent: (),
+    SenderEvent: ("detail",),
 }
 _LABELS: dict[type, tuple[str, ...]] = {
     InteractionEvent: ("subtype",),
     TemplateEvent: ("name", "language", "value", "previous"),
     NoticeEvent: ("kind", "detail"),
+    SenderEvent: ("event", "display_phone_number", "current_limit"),
 }
 
 

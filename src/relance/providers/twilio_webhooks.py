@@ -142,6 +142,7 @@ def _inbound(sid: str, form: Mapping[str, str]) -> InteractionEvent:
         timestamp=datetime.now(UTC),
         context_provider_message_id=form.get("OriginalRepliedMessageSid") or None,
         raw=dict(form),
+        to_ref=form.get("To", "")[:100],  # our number it came to: which sender's
     )
 
 

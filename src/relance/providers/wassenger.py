@@ -31,6 +31,8 @@ class WassengerProvider(http.HttpProvider):
             )
         # Cloud API templates have no Wassenger equivalent here: the rendered text goes.
         body = {"phone": message.to, "message": message.text}
+        if self._settings.wassenger_device:  # several numbers: the sender's device sends
+            body["device"] = self._settings.wassenger_device
         response = self._post(self.messages_url, json=body, headers={"Token": api_key})
         if response.is_success:
             return SendResult(provider_message_id=http.required_id(response, "id"))

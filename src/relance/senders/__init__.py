@@ -1,0 +1,1 @@
+"""Senders: the WhatsApp numbers relance sends from, their limits and their health."""
