@@ -7,14 +7,12 @@ task delivered twice, or redelivered after its worker died, sends nothing twice.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 
+from relance import applier
 from relance.campaigns import dispatch, inbox, launch, sweeps
 from relance.config import get_settings
 from relance.db import session_scope
@@ -26,56 +24,8 @@ log = logging.getLogger(__name__)
 DISPATCH_BUDGET_SECONDS = 20.0
 
 
-class Coalescer:
-    """Calls ``publish`` soon after ``kick``, at most once per ``every`` seconds, from a thread
-    of its own: the webhook route kicks on every request, one apply task is enough for many.
-
-    A kick always leads to a publish that starts after it (the flag is cleared before the
-    publish), so an appended entry is never left waiting for the Beat safety net.
-    """
-
-    def __init__(self, publish: Callable[[], Any], every: float = 0.02) -> None:
-        self.publish = publish
-        self.every = every
-        self._wanted = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def kick(self) -> None:
-        self._wanted.set()
-        if self._thread is None or self._pid != os.getpid():  # none yet, or we were forked
-            with self._lock:
-                if self._thread is None or self._pid != os.getpid():
-                    self._pid = os.getpid()
-                    self._thread = threading.Thread(
-                        target=self._run, name="relance-apply-kicker", daemon=True
-                    )
-                    self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            try:
-                self.publish()
-            except Exception:  # the broker is down: Beat's safety net applies the inbox later
-                log.exception("could not publish apply_webhooks")
-            time.sleep(self.every)  # a pace, not a wait for an event: kicks gather meanwhile
-
-
 class CeleryFollowups:
     """Followups published as Celery tasks (after the transaction commits)."""
-
-    def __init__(self) -> None:
-        self._applier = Coalescer(
-            lambda: apply_webhooks.apply_async(
-                expires=get_settings().webhook_apply_interval_seconds * 10
-            )
-        )
-
-    def apply_webhooks(self) -> None:
-        self._applier.kick()
 
     def send_message(self, message_id: int) -> None:
         send_single_message.delay(message_id)
@@ -95,6 +45,12 @@ STOPPING = threading.Event()
 @worker_shutting_down.connect
 def _stop_dispatching(**_: Any) -> None:
     STOPPING.set()
+
+
+@worker_ready.connect
+def _start_applier(**_: Any) -> None:
+    # In the worker's main process: the pool's tasks (a paced dispatch) never hold it back.
+    applier.start(get_settings(), followups)
 
 
 def _dispatch(message_ids: list[int] | None, budget: float) -> dict[str, Any]:
@@ -200,10 +156,7 @@ APPLY_BUDGET_SECONDS = 20.0
 
 @celery_app.task(name="relance.apply_webhooks", acks_late=True)
 def apply_webhooks() -> dict[str, Any]:
-    """Apply the webhook inbox in batches until it is empty (one applier at a time); Beat runs
-    it every WEBHOOK_APPLY_INTERVAL_SECONDS too, in case a wake-up was lost."""
+    """The safety net of the workers' appliers (``relance.applier``): Beat runs it every
+    WEBHOOK_APPLY_INTERVAL_SECONDS; it applies the inbox in batches until it is empty."""
     settings = get_settings()
-    result = inbox.drain(settings, followups, budget_seconds=APPLY_BUDGET_SECONDS)
-    if result["more"]:
-        followups.apply_webhooks()  # the budget ran out with entries left: a fresh task
-    return result
+    return inbox.drain(settings, followups, budget_seconds=APPLY_BUDGET_SECONDS)

@@ -139,7 +139,6 @@ def test_route_appends_and_a_worker_applies_exactly_once(
     body = _status_body(wamid, "delivered")
     r = _post(inbox_client, body)
     assert r.status_code == 200 and r.json() == {"accepted": True}
-    assert followups.applies == 1  # an applier was woken
     with session_scope(inbox_settings) as session:
         assert session.get_one(Message, message_id).status == "sent"  # not applied yet
     assert _unapplied(inbox_settings) == 1
@@ -164,7 +163,6 @@ def test_wrongly_signed_webhook_is_refused_and_not_appended(
     assert r.status_code == 401
     with session_scope(inbox_settings) as session:
         assert session.scalar(select(func.count()).select_from(WebhookInbox)) == 0
-    assert followups.applies == 0
 
 
 def test_a_malformed_signed_body_is_marked_applied_with_its_error(

@@ -25,9 +25,6 @@ class Followups(Protocol):
     def dispatch(self) -> None:
         """Wake a dispatcher: there are messages to send."""
 
-    def apply_webhooks(self) -> None:
-        """Wake an inbox applier: a webhook was appended (called often: may coalesce)."""
-
 
 def after_commit_send(session: Session, followups: Followups, message_id: int) -> None:
     on_commit(session, lambda: followups.send_message(message_id))
@@ -50,7 +47,6 @@ class RecordingFollowups:
     sent: list[int] = field(default_factory=list)
     checks: list[tuple[int, float]] = field(default_factory=list)
     dispatches: int = 0
-    applies: int = 0
 
     def send_message(self, message_id: int) -> None:
         self.sent.append(message_id)
@@ -60,6 +56,3 @@ class RecordingFollowups:
 
     def dispatch(self) -> None:
         self.dispatches += 1
-
-    def apply_webhooks(self) -> None:
-        self.applies += 1

@@ -14,11 +14,13 @@ import weakref
 from dataclasses import dataclass, field
 
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import text
 
 from relance.campaigns.inbox import Entry, append
 from relance.config import Settings
 from relance.db import get_engine
 
+CHANNEL = "relance_inbox"  # what ``relance.applier`` listens to
 MAX_ROWS = 1000
 MAX_BYTES = 8 * 1024 * 1024  # one statement stays bounded whatever the bodies
 
@@ -66,6 +68,9 @@ class GroupCommit:
     def _write(self, entries: list[Entry]) -> None:
         with get_engine(self.settings).begin() as conn:
             append(conn, entries)
+            if conn.dialect.name == "postgresql":
+                # Delivered at commit: wakes the workers' appliers (``relance.applier``).
+                conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
 def _take(queue: _Queue) -> list[tuple[Entry, asyncio.Future[None]]]:

@@ -9,7 +9,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from relance.campaigns.followups import Followups
 from relance.campaigns.inbound import Receiver, apply_webhook
 from relance.campaigns.inbox import Entry
 from relance.campaigns.inbox_writer import writer_for
@@ -69,7 +68,7 @@ async def receive(provider: str, request: Request, followups: FollowupsDep) -> R
     if request.url.query:
         url += "?" + request.url.query
     if settings.ingest_mode == "inbox":
-        return await _append(provider, settings, request, body, url, followups)
+        return await _append(provider, settings, request, body, url)
     events = verify_and_parse(provider, settings, request.headers, body, url)
     tally = await run_in_threadpool(apply_webhook, Receiver(settings, followups, provider), events)
     if provider == "twilio" and any(isinstance(e, InteractionEvent) for e in events):
@@ -83,7 +82,6 @@ async def _append(
     request: Request,
     body: bytes,
     url: str,
-    followups: Followups,
 ) -> Response:
     """Verified, appended (group commit), acknowledged: a worker applies it (``inbox``)."""
     verify(provider, settings, request.headers, body, url)
@@ -96,7 +94,6 @@ async def _append(
         return JSONResponse(
             {"detail": "the webhook inbox is unavailable; retry later"}, status_code=503
         )
-    followups.apply_webhooks()
     if provider == "twilio":  # Twilio ignores the answer to a status callback
         return Response(EMPTY_TWIML, media_type="text/xml")
     return JSONResponse({"accepted": True})
