@@ -67,7 +67,7 @@ def bare_hmac_limit(env: BenchEnv, rows: Sequence[Any]) -> load.LoadResult:
         load.run("127.0.0.1", port, _requests(port, rows[:200]), CONCURRENCY)  # warm-up
         return load.run("127.0.0.1", port, _requests(port, rows), CONCURRENCY)
     finally:
-        proc.stop()
+        env.processes.stop(proc)
 
 
 def _inbox_since(env: BenchEnv, first_id: int) -> tuple[int, list[float]]:

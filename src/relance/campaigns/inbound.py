@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from relance.campaigns.answer_rule import Effect, judge, judge_notice, stop_phrases
 from relance.campaigns.answers import opt_in, opt_out, record_interaction
+from relance.campaigns.bulk_status import apply_forward
 from relance.campaigns.domain import Applied, OptSource, Outcome
 from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import apply_status
@@ -160,6 +161,8 @@ def apply_events(
             if isinstance(e, StatusEvent) and e.dedup_key in new_ids and not e.rejected
         ],
     )
+    # Most statuses move their message forward in one UPDATE for the whole batch.
+    fast = apply_forward(session, _new_statuses(ordered, new_ids, messages))
     results: list[dict[str, object]] = []
     for event, at in ordered:
         event_id = new_ids.pop(event.dedup_key, None)  # a key twice in one batch applies once
@@ -169,7 +172,8 @@ def apply_events(
         message = (
             messages.get(event.provider_message_id) if isinstance(event, StatusEvent) else None
         )
-        applied = _apply_one(session, receiver, event, message, at)
+        done = fast.pop(event.dedup_key, None)
+        applied = done or _apply_one(session, receiver, event, message, at)
         results.append(
             {
                 "id": event_id,
@@ -187,6 +191,26 @@ def apply_events(
     if results:
         session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
     return dict(tally)
+
+
+def _new_statuses(
+    ordered: Sequence[tuple[ProviderEvent, datetime]],
+    new_ids: dict[str, int],
+    messages: dict[str, Message],
+) -> list[tuple[StatusEvent, datetime, Message | None]]:
+    """The batch's new, applicable statuses (each key once), with their message."""
+    seen: set[str] = set()
+    out = []
+    for event, at in ordered:
+        if (
+            isinstance(event, StatusEvent)
+            and event.dedup_key in new_ids
+            and event.dedup_key not in seen
+            and not event.rejected
+        ):
+            seen.add(event.dedup_key)
+            out.append((event, at, messages.get(event.provider_message_id)))
+    return out
 
 
 def _apply_one(
