@@ -10,9 +10,10 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 
-from relance.campaigns import dispatch, launch, sweeps
+from relance import applier
+from relance.campaigns import dispatch, inbox, launch, sweeps
 from relance.config import get_settings
 from relance.db import session_scope
 from relance.pacing.limiter import make_limiter
@@ -44,6 +45,12 @@ STOPPING = threading.Event()
 @worker_shutting_down.connect
 def _stop_dispatching(**_: Any) -> None:
     STOPPING.set()
+
+
+@worker_ready.connect
+def _start_applier(**_: Any) -> None:
+    # In the worker's main process: the pool's tasks (a paced dispatch) never hold it back.
+    applier.start(get_settings(), followups)
 
 
 def _dispatch(message_ids: list[int] | None, budget: float) -> dict[str, Any]:
@@ -142,3 +149,14 @@ def recover_interrupted_campaigns() -> dict[str, Any]:
         result = sweeps.recover_interrupted(session, settings)
     followups.dispatch()
     return result
+
+
+APPLY_BUDGET_SECONDS = 20.0
+
+
+@celery_app.task(name="relance.apply_webhooks", acks_late=True)
+def apply_webhooks() -> dict[str, Any]:
+    """The safety net of the workers' appliers (``relance.applier``): Beat runs it every
+    WEBHOOK_APPLY_INTERVAL_SECONDS; it applies the inbox in batches until it is empty."""
+    settings = get_settings()
+    return inbox.drain(settings, followups, budget_seconds=APPLY_BUDGET_SECONDS)
