@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from relance.accounts import audit
 from relance.accounts.principal import Principal
 from relance.campaigns import drafts, lifecycle, queries
-from relance.campaigns.domain import CampaignStatus, RecipientState
+from relance.campaigns.domain import CampaignStatus
 from relance.campaigns.launch import launch_campaign
 from relance.campaigns.live import LiveStats, StreamsFull
 from relance.campaigns.preview import preview as preview_texts
@@ -24,7 +24,6 @@ from relance.campaigns.schemas import (
     CampaignUpdate,
     PreviewIn,
     PreviewOut,
-    RecipientList,
     RetryOut,
     StatsOut,
     Timeline,
@@ -220,19 +219,6 @@ def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
 def stats(campaign_id: CampaignId, session: DbSession, _: Reader) -> dict[str, Any]:
     """SPEC section 5 counts, read from the campaign's counters (constant time)."""
     return _stats(session, campaign_id)
-
-
-@router.get("/{campaign_id}/recipients", response_model=RecipientList)
-def recipients(
-    campaign_id: CampaignId,
-    session: DbSession,
-    _: Reader,
-    state: RecipientState | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
-) -> dict[str, Any]:
-    items, total = queries.list_recipients(session, campaign_id, state, limit, offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/{campaign_id}/blocking", response_model=BlockingList)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from relance.campaigns.answer_rule import Effect, judge, judge_notice, stop_phrases
+from relance.campaigns.answer_rule import Effect, judge, judge_notice, reply_text, stop_phrases
 from relance.campaigns.answers import opt_in, opt_out, record_interaction
 from relance.campaigns.domain import Applied, OptSource, Outcome
 from relance.campaigns.followups import Followups
@@ -227,6 +227,7 @@ def _apply_contact_event(
         event.from_phone,
         event.context_provider_message_id,
         now,
+        reply_text(event.kind, event.subtype, event.text),
     )
 
 

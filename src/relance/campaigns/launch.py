@@ -209,8 +209,7 @@ def _cancel_unstarted(session: Session, campaign: Campaign, reason: str, now: da
     session.refresh(campaign)  # the savepoint's rollback expired it
     campaign.status = C.CANCELLED.value
     campaign.status_reason = reason
-    campaign.cancelled_at = now
-    campaign.completed_at = now
+    campaign.cancelled_at = now  # completed_at stays for completed campaigns only
     session.flush()
     log.warning(
         "scheduled campaign cancelled", extra={"campaign_id": campaign.id, "reason": reason}

@@ -127,7 +127,8 @@ class StatsOut(BaseModel):
     skipped_opted_out: int
     finished: int
     completed: bool
-    completed_at: datetime | None
+    completed_at: datetime | None = Field(description="set on completed campaigns only")
+    cancelled_at: datetime | None = Field(description="set on cancelled campaigns only")
     started_at: datetime | None
     pacing: dict[str, Any] | None = None
 
@@ -162,13 +163,21 @@ class RecipientOut(BaseModel):
         "provider's code, title and details"
     )
     last_error_code: str | None = Field(description="the provider's code of that failure")
+    error_code: str | None = Field(description="the provider's code of the failure (Meta's 131026)")
+    error: str | None = Field(
+        description="why it failed: the reason, then the provider's code, title and details"
+    )
+    reply_text: str | None = Field(
+        description="what the contact answered: its text, or its kind (a button's title, an "
+        'emoji, "image", "voice"); null before an answer'
+    )
 
 
 class RecipientList(BaseModel):
+    """One page; ``next`` is the ``after`` of the following page (null: this was the last)."""
+
     items: list[RecipientOut]
-    total: int
-    limit: int
-    offset: int
+    next: str | None = Field(description="pass as ?after= for the next page; null at the end")
 
 
 class BlockingOut(BaseModel):
