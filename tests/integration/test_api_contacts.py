@@ -503,7 +503,7 @@ def test_deleting_contacts_of_a_completed_campaign_erases_them_and_keeps_its_num
     anonymised = [r for r in after["items"] if r["contact_id"] is None]
     assert [r["id"] for r in anonymised] == sorted(r["id"] for r in kept.values())
     personal = {"contact_id", "phone", "first_name", "last_name"}
-    erased = personal | {"last_error", "error", "reply_text"}
+    not_kept = personal | {"last_error", "error", "reply_text"}
     for recipient in anonymised:
         before = next(r for r in kept.values() if r["id"] == recipient["id"])
         assert all(recipient[k] is None for k in personal)
