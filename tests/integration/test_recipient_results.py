@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -183,3 +184,19 @@ def test_a_completed_campaign_keeps_its_list(
     stats = client.get(f"/api/campaigns/{campaign_id}/stats").json()
     assert stats["completed"] and stats["completed_at"] and stats["cancelled_at"] is None
     assert len(listing(client, campaign_id, state="no_interaction")["items"]) == 4
+
+
+def test_stats_say_rates_time_to_reply_and_when_it_ends(
+    client: TestClient, campaign_id: int
+) -> None:
+    stats = client.get(f"/api/campaigns/{campaign_id}/stats").json()
+    sent = N - len(FAILING)
+    assert stats["rates"]["reply"] == round(len(ANSWERS) / sent, 4)
+    assert stats["rates"]["message_2"] == 1.0
+    assert stats["reply_time"]["replies"] == len(ANSWERS) == stats["reply_time"]["sampled"]
+    assert 0 <= stats["reply_time"]["median_seconds"] <= stats["reply_time"]["p90_seconds"]
+    # Every Message 1 is sent: it ends when the last window closes (an hour after its send).
+    ends = datetime.fromisoformat(stats["estimated_finish_at"])
+    assert timedelta(minutes=59) < ends - utcnow() <= timedelta(hours=1)
+    assert client.post(f"/api/campaigns/{campaign_id}/pause").status_code == 200
+    assert client.get(f"/api/campaigns/{campaign_id}/stats").json()["estimated_finish_at"] is None

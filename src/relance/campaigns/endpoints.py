@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from relance.accounts import audit
 from relance.accounts.principal import Principal
-from relance.campaigns import drafts, lifecycle, queries
+from relance.campaigns import drafts, lifecycle, queries, results
 from relance.campaigns.domain import CampaignStatus
 from relance.campaigns.launch import launch_campaign
 from relance.campaigns.live import LiveStats, StreamsFull
@@ -207,18 +207,24 @@ def retry_limited(
     }
 
 
-def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
+def _stats(session: Any, campaign_id: int, reply_times: bool = False) -> dict[str, Any]:
     campaign = queries.get_campaign(session, campaign_id)
     stats = queries.campaign_stats(campaign)
+    settings = get_settings()
     if campaign.status == CampaignStatus.SENDING:
-        stats["pacing"] = pacing_status(get_settings(), session)
+        stats["pacing"] = pacing_status(settings, session)
+    stats["rates"] = results.campaign_rates(campaign)
+    stats["estimated_finish_at"] = results.finish_estimate(session, settings, campaign, utcnow())
+    if reply_times:  # reads the replies: on request, not on every poll of the event streams
+        stats["reply_time"] = results.reply_times(session, campaign)
     return stats
 
 
 @router.get("/{campaign_id}/stats", response_model=StatsOut)
 def stats(campaign_id: CampaignId, session: DbSession, _: Reader) -> dict[str, Any]:
-    """SPEC section 5 counts, read from the campaign's counters (constant time)."""
-    return _stats(session, campaign_id)
+    """SPEC section 5 counts (from the campaign's counters, constant time), the rates, the
+    estimated finish and the time from Message 1 to reply (median, p90)."""
+    return _stats(session, campaign_id, reply_times=True)
 
 
 @router.get("/{campaign_id}/blocking", response_model=BlockingList)

@@ -103,6 +103,24 @@ class CampaignList(BaseModel):
     offset: int
 
 
+class Rates(BaseModel):
+    """Shares in [0, 1]; null while nothing to divide by."""
+
+    delivery: float | None = Field(description="delivered / Message 1 sent")
+    read: float | None = Field(description="read / Message 1 sent")
+    reply: float | None = Field(description="replied / Message 1 sent")
+    message_2: float | None = Field(description="Message 2 sent / replied")
+
+
+class ReplyTime(BaseModel):
+    """Seconds from Message 1 (its reply window opening) to the answer."""
+
+    replies: int
+    sampled: int = Field(description="replies read (a sample beyond 20,000)")
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
 class StatsOut(BaseModel):
     campaign_id: int
     status: str
@@ -131,6 +149,16 @@ class StatsOut(BaseModel):
     cancelled_at: datetime | None = Field(description="set on cancelled campaigns only")
     started_at: datetime | None
     pacing: dict[str, Any] | None = None
+    rates: Rates | None = None
+    estimated_finish_at: datetime | None = Field(
+        default=None,
+        description="when a sending campaign should complete: its last Message 1 by the "
+        "pace, the quota and what is left, then that contact's reply window; assumes it has "
+        "the sender to itself. Null unless sending",
+    )
+    reply_time: ReplyTime | None = Field(
+        default=None, description="GET /stats only (the event stream leaves it out)"
+    )
 
 
 ERASED = (
