@@ -200,3 +200,34 @@ def test_stats_say_rates_time_to_reply_and_when_it_ends(
     assert timedelta(minutes=59) < ends - utcnow() <= timedelta(hours=1)
     assert client.post(f"/api/campaigns/{campaign_id}/pause").status_code == 200
     assert client.get(f"/api/campaigns/{campaign_id}/stats").json()["estimated_finish_at"] is None
+
+
+def test_contacts_export_follows_the_listing_filters(
+    client: TestClient, settings: Settings
+) -> None:
+    with session_scope(settings) as session:
+        clients = seed_contacts(session, 3, "clients")
+        seed_contacts(session, 2, "vip", start=3)
+        session.execute(
+            update(Contact)
+            .where(Contact.phone == phone(1))
+            .values(first_name="@SUM(A1)", attributes={"city": "Lyon"})
+        )
+    r = client.get("/api/contacts.csv", params={"category_id": clients})
+    assert r.status_code == 200, r.text
+    assert r.content.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"), newline="")))
+    assert [row["phone"] for row in rows] == [f"'{phone(i)}" for i in range(3)]
+    assert rows[1]["first_name"] == "'@SUM(A1)"
+    assert rows[1]["attributes"] == '{"city": "Lyon"}'
+    assert {row["categories"] for row in rows} == {"clients"}
+    everyone = client.get("/api/contacts.csv").content.decode("utf-8-sig")
+    assert len(list(csv.reader(io.StringIO(everyone)))) == 1 + 5
+    found = client.get("/api/contacts.csv", params={"search": phone(4)}).content
+    assert len(list(csv.reader(io.StringIO(found.decode("utf-8-sig"))))) == 2
+    assert client.get("/api/contacts.csv", params={"category_id": 0}).status_code == 422
+    with session_scope(settings) as session:
+        targets = session.scalars(
+            select(AuditEvent.target).where(AuditEvent.action == "export")
+        ).all()
+        assert targets == ["contacts"] * 3
