@@ -103,10 +103,9 @@ def edit(
     who: CampaignsEditor,
     address: Address,
 ) -> dict[str, Any]:
-    """Edit a draft (409 once launched)."""
-    return _done(
-        session, who, address, "update", drafts.update_campaign(session, campaign_id, data)
-    )
+    """Edit a draft, or a scheduled campaign before it starts (409 once started)."""
+    campaign = drafts.update_campaign(session, campaign_id, data, get_settings().provider)
+    return _done(session, who, address, "update", campaign)
 
 
 @router.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -254,6 +254,9 @@ class PreviewIn(BaseModel):
     category_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         default_factory=list, max_length=MAX_IDS
     )
+    contact_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=MAX_IDS
+    )
     placeholder_defaults: dict[
         Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=DEFAULT_VALUE_MAX)]
     ] = Field(default_factory=dict, max_length=100)
@@ -266,8 +269,26 @@ class SampleContact(BaseModel):
     last_name: str
 
 
+class MissingExample(BaseModel):
+    id: int
+    phone: str
+    name: str
+
+
+class MissingValue(BaseModel):
+    """A placeholder without a value (nor a fallback) for ``contacts`` of the audience."""
+
+    placeholder: str
+    contacts: int
+    examples: list[MissingExample]
+
+
 class PreviewOut(BaseModel):
     contact: SampleContact | None
+    audience_missing: list[MissingValue] = Field(
+        default_factory=list,
+        description="over every contact of the audience: placeholders without a value",
+    )
     message_1: str | None
     message_2: str | None
     template_parameters: list[str]
