@@ -141,16 +141,19 @@ def page(
     keys = _keys(campaign_id, where, after, limit + 1)
     if keys is None:
         return [], None
+    # Core, not the ORM's result machinery: the same rows, half the Python per row.
     rows = [
         dict(row)
-        for row in session.execute(
+        for row in session.connection()
+        .execute(
             select(*ROW_COLUMNS)
             .select_from(keys)
             .join(Recipient, Recipient.id == keys.c.id)
             # Outer: a deleted contact's recipient stays, anonymised (phone and names null).
             .outerjoin(Contact, Contact.id == Recipient.contact_id)
             .order_by(*_order(where.sort, keys.c.at, keys.c.id))
-        ).mappings()
+        )
+        .mappings()
     ]
     more = len(rows) > limit
     rows = rows[:limit]
