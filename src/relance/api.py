@@ -17,7 +17,7 @@ from relance import __version__
 from relance.accounts import key_endpoints, user_endpoints
 from relance.accounts.principal import Principal
 from relance.campaigns import endpoints as campaign_endpoints
-from relance.campaigns import template_endpoints, webhook_endpoints
+from relance.campaigns import result_endpoints, template_endpoints, webhook_endpoints
 from relance.config import Settings, get_settings
 from relance.contacts import category_endpoints
 from relance.contacts import endpoints as contact_endpoints
@@ -33,6 +33,7 @@ ROUTERS = (
     category_endpoints.router,
     campaign_endpoints.router,
     campaign_endpoints.dashboard,
+    result_endpoints.router,
     template_endpoints.router,
     sender_endpoints.router,
     webhook_endpoints.router,

@@ -30,6 +30,8 @@ FIGURES = {
     "completion_lag_p99_s",
     "status_check_ms_at_1m",
     "worker_rss_growth_mb",
+    "recipients_page_p99_ms",
+    "export_rows_per_s",
 }
 FIELDS = {"name", "value", "unit", "limit", "limit_name", "ratio", "target", "met"}
 

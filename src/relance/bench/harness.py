@@ -22,6 +22,8 @@ reply_to_m2_p99_s          no-op Celery round trip p99 (publish -> task runs)
 completion_lag_p99_s       the same round trip (the plan's own path: 5 s + up to 120 s)
 status_check_ms_at_1m      raw ``SELECT 1`` by primary key, p99
 worker_rss_growth_mb       the worker tree's RSS after warm-up
+recipients_page_p99_ms     raw ``SELECT 1`` by primary key, p99 (bench/results.py)
+export_rows_per_s          the database writing the same rows as CSV by itself
 =========================  ===================================================================
 
 Everything it starts or creates (subprocesses, scratch table, database, temporary files) is
@@ -49,6 +51,7 @@ from relance.bench import (
     insert_limit,
     latency,
     limits,
+    results,
     single_webhooks,
     webhooks,
 )
@@ -72,6 +75,8 @@ UNITS = {
     "completion_lag_p99_s": "s (p99)",
     "status_check_ms_at_1m": "ms (p99)",
     "worker_rss_growth_mb": "MB",
+    "recipients_page_p99_ms": "ms (p99)",
+    "export_rows_per_s": "rows/s",
 }
 
 
@@ -158,6 +163,10 @@ class Run:
         self.say(f"fan-out: {self.figure('fanout_recipients_per_s').value:,.0f} recipients/s")
         fanout.status_check(env, report, campaign_id, 2000)
         self.say(f"status check at {opts.recipients:,}: p99 {self._value('status_check')} ms")
+        results.recipients_pages(env, report, campaign_id, opts.recipients)
+        self.say(f"recipients page at {opts.recipients:,}: p99 {self._value('recipients')} ms")
+        results.export(env, report, campaign_id, opts.recipients)
+        self.say(f"export: {self._value('export')} rows/s")
         # The big campaign would only slow the next phases down: they measure other paths.
         clear_campaigns(env.engine())
 

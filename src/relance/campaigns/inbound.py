@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from relance.campaigns.answer_rule import Effect, judge, judge_notice, stop_phrases
+from relance.campaigns.answer_rule import Effect, judge, judge_notice, reply_text, stop_phrases
 from relance.campaigns.answers import opt_in, opt_out, record_interaction
 from relance.campaigns.bulk_status import apply_forward
 from relance.campaigns.domain import Applied, OptSource, Outcome
@@ -265,6 +265,7 @@ def _apply_contact_event(
         event.context_provider_message_id,
         now,
         to_ref=event.to_ref,
+        said=reply_text(event.kind, event.subtype, event.text),
     )
 
 
