@@ -33,7 +33,8 @@ IN_CI = bool(os.environ.get("CI"))
 ALL_TABLES = (
     "inbound_events, messages, recipients, campaign_contacts, campaign_categories, "
     "contact_opt_changes, campaigns, contact_categories, contacts, categories, api_keys, "
-    "sender_pacing, heartbeats, user_sessions, login_throttle, audit_events, users"
+    "sender_pacing, heartbeats, metric_samples, user_sessions, login_throttle, audit_events, "
+    "users"
 )
 
 

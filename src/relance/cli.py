@@ -43,6 +43,9 @@ def api(host: Host = None, port: Port = None) -> None:
     import uvicorn
 
     settings = settings_for("api")
+    from relance.metrics.http import serve_privately
+
+    serve_privately(settings)  # /metrics on METRICS_HOST:METRICS_PORT, if set
     uvicorn.run(
         "relance.api:create_app",
         factory=True,

@@ -27,6 +27,13 @@ from relance.campaigns.outcomes import DispatchReport, SendOutcome, record_outco
 from relance.config import Settings
 from relance.contacts.domain import contact_values, render
 from relance.db import session_scope
+from relance.metrics.recorder import (
+    LIMITER_SLEEP,
+    LIMITER_WAITS,
+    PROVIDER_LATENCY,
+    SENDS,
+    recorder,
+)
 from relance.models import utcnow
 from relance.pacing.domain import Grant, Wait
 from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
@@ -35,6 +42,7 @@ from relance.providers.base import (
     PermanentError,
     Provider,
     ProviderError,
+    RateLimited,
     RetryableError,
 )
 
@@ -116,6 +124,7 @@ def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[Se
         if isinstance(message, Refused):
             error = PermanentError(message.code, message.reason)
             return SendOutcome(message.message_id, error=error)
+        started = time.perf_counter()
         try:
             result = provider.send(message)
             return SendOutcome(message.message_id, provider_message_id=result.provider_message_id)
@@ -124,6 +133,10 @@ def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[Se
         except Exception as exc:  # a bug or a network oddity must not lose the claim
             log.exception("provider send crashed", extra={"message_id": message.message_id})
             return SendOutcome(message.message_id, error=RetryableError("exception", repr(exc)))
+        finally:
+            recorder.observe(
+                PROVIDER_LATENCY, time.perf_counter() - started, provider=provider.name
+            )
 
     if len(messages) <= 1:
         return [one(m) for m in messages]
@@ -164,14 +177,17 @@ def dispatch(
             log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
             total.wait_reason = "limiter_unavailable"
             total.more = True
+            recorder.inc(LIMITER_WAITS, sender=settings.sender_key, reason=total.wait_reason)
             break
         if isinstance(decision, Wait):
             total.waiting_until, total.wait_reason = decision.until, decision.reason
             total.more = True
+            recorder.inc(LIMITER_WAITS, sender=settings.sender_key, reason=decision.reason)
             break
         assert isinstance(decision, Grant)
         delay = decision.at - time.time()
         if delay > 0:
+            recorder.inc(LIMITER_SLEEP, delay, sender=settings.sender_key)
             time.sleep(delay)
         messages = claim(settings, decision.count, message_ids, recipient_ids, clock())
         if len(messages) < decision.count and limiter.rules.unpaced:
@@ -180,6 +196,7 @@ def dispatch(
             break
         outcomes = send_all(provider, messages)
         report = _record(settings, followups, outcomes, limiter)
+        count_sends(settings, messages, outcomes)
         total.sent += report.sent
         total.failed += report.failed
         total.retried += report.retried
@@ -187,6 +204,31 @@ def dispatch(
     else:
         total.more = _has_due(settings, message_ids, recipient_ids, clock())
     return total
+
+
+def send_outcome_label(message: OutboundMessage, outcome: SendOutcome) -> str:
+    """What one provider call did: sent, refused (never handed over), failed, rate_limited,
+    retry (a transient error)."""
+    if isinstance(message, Refused):
+        return "refused"
+    if outcome.error is None:
+        return "sent"
+    if isinstance(outcome.error, PermanentError):
+        return "failed"
+    return "rate_limited" if isinstance(outcome.error, RateLimited) else "retry"
+
+
+def count_sends(
+    settings: Settings, messages: Sequence[OutboundMessage], outcomes: Sequence[SendOutcome]
+) -> None:
+    for message, outcome in zip(messages, outcomes, strict=True):
+        recorder.inc(
+            SENDS,
+            provider=settings.provider,
+            sender=settings.sender_key,
+            kind=message.kind,
+            outcome=send_outcome_label(message, outcome),
+        )
 
 
 def _record(

@@ -12,6 +12,7 @@ from relance.models.campaigns import (
 from relance.models.contacts import Category, Contact, ContactOptChange, contact_categories
 from relance.models.events import InboundEvent
 from relance.models.heartbeats import Heartbeat
+from relance.models.metrics import MetricSample
 from relance.models.pacing import SenderPacing
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "InboundEvent",
     "LoginThrottle",
     "Message",
+    "MetricSample",
     "Recipient",
     "SenderPacing",
     "User",
