@@ -33,8 +33,8 @@ IN_CI = bool(os.environ.get("CI"))
 ALL_TABLES = (
     "webhook_inbox, inbound_events, messages, recipients, campaign_contacts, "
     "campaign_categories, contact_opt_changes, campaign_senders, campaigns, senders, "
-    "contact_categories, contacts, categories, api_keys, "
-    "sender_pacing, heartbeats, user_sessions, login_throttle, audit_events, users"
+    "contact_categories, contacts, categories, api_keys, sender_pacing, heartbeats, "
+    "metric_samples, user_sessions, login_throttle, audit_events, users"
 )
 
 

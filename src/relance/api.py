@@ -24,6 +24,7 @@ from relance.contacts import endpoints as contact_endpoints
 from relance.errors import ERROR_RESPONSES, DomainError
 from relance.gate import STATE_PRINCIPAL, Gate
 from relance.health import HealthProbe
+from relance.metrics.http import METRICS_PATH, RequestMetrics, metrics_endpoint
 from relance.providers.base import WebhookRejected
 from relance.senders import endpoints as sender_endpoints
 from relance.web import account_pages, pages, session
@@ -171,8 +172,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=HealthOut,
         responses={503: {"model": HealthOut, "description": "database or broker unreachable"}},
     )
+    app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(Gate, settings=settings)
+    # Outermost: it counts the gate's refusals too.
+    app.add_middleware(RequestMetrics, settings=settings)
     app.openapi = lambda: _openapi_with_permissions(app)  # type: ignore[method-assign]
     return app

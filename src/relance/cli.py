@@ -46,6 +46,9 @@ def api(host: Host = None, port: Port = None) -> None:
     from relance.api import SERVER_OPTIONS
 
     settings = settings_for("api")
+    from relance.metrics.http import serve_privately
+
+    serve_privately(settings)  # /metrics on METRICS_HOST:METRICS_PORT, if set
     uvicorn.run(
         "relance.api:create_app",
         factory=True,

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # /metrics: with a token, on the API behind ``Authorization: Bearer``; without one, only on
+    # its own METRICS_HOST:METRICS_PORT (a private address) if set, else not at all.
+    metrics_token: str = ""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     public_url: str = ""
     default_region: str = "FR"
     stop_keywords: str = "STOP,ARRET,UNSUBSCRIBE"

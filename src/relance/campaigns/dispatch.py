@@ -28,6 +28,13 @@ from relance.campaigns.team import Team
 from relance.config import Settings
 from relance.contacts.domain import contact_values, render
 from relance.db import session_scope
+from relance.metrics.recorder import (
+    LIMITER_SLEEP,
+    LIMITER_WAITS,
+    PROVIDER_LATENCY,
+    SENDS,
+    recorder,
+)
 from relance.models import utcnow
 from relance.pacing.domain import Grant, Wait
 from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
@@ -36,10 +43,11 @@ from relance.providers.base import (
     PermanentError,
     Provider,
     ProviderError,
+    RateLimited,
     RetryableError,
 )
 from relance.senders.domain import limit_reason
-from relance.senders.identity import SenderInfo
+from relance.senders.identity import SenderInfo, pacing_key
 from relance.senders.limits import limit_of, limit_room
 
 log = logging.getLogger(__name__)
@@ -154,6 +162,7 @@ def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[Se
         if isinstance(message, Refused):
             error = PermanentError(message.code, message.reason)
             return SendOutcome(message.message_id, error=error)
+        started = time.perf_counter()
         try:
             result = provider.send(message)
             return SendOutcome(message.message_id, provider_message_id=result.provider_message_id)
@@ -162,6 +171,10 @@ def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[Se
         except Exception as exc:  # a bug or a network oddity must not lose the claim
             log.exception("provider send crashed", extra={"message_id": message.message_id})
             return SendOutcome(message.message_id, error=RetryableError("exception", repr(exc)))
+        finally:
+            recorder.observe(
+                PROVIDER_LATENCY, time.perf_counter() - started, provider=provider.name
+            )
 
     if len(messages) <= 1:
         return [one(m) for m in messages]
@@ -185,6 +198,7 @@ class _Plan:
     """One sender's claimed messages, to hand over at its granted time."""
 
     sender: SenderInfo
+    label: str  # the sender's pacing key, in metrics
     limiter: AnyLimiter
     provider: Provider
     at: float
@@ -236,6 +250,7 @@ def dispatch(
             break
         for plan, outcomes in zip(plans, _send_plans(plans), strict=True):
             report = _record(settings, followups, outcomes, plan.limiter)
+            count_sends(plan, outcomes)
             total.sent += report.sent
             total.failed += report.failed
             total.retried += report.retried
@@ -260,6 +275,7 @@ def _plan(
     # A paused sender (a person, or quality red with QUALITY_RED_ACTION=pause) still answers.
     scope = claims.SenderScope(sender.stored_id, message_1=sender.status != "paused")
     limiter = team.limiter(sender)
+    label = pacing_key(sender, settings)
     if not scope.message_1 and not team.has_due(message_ids, recipient_ids, clock(), scope):
         return None  # only held Message 1s: don't spend a slot
     try:
@@ -267,9 +283,11 @@ def _plan(
     except LimiterUnavailable as exc:
         log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
         _wait(total, None, "limiter_unavailable")
+        recorder.inc(LIMITER_WAITS, sender=label, reason="limiter_unavailable")
         return None
     if isinstance(decision, Wait):
         _wait(total, decision.until, decision.reason)
+        recorder.inc(LIMITER_WAITS, sender=label, reason=decision.reason)
         return None
     assert isinstance(decision, Grant)
     claimed = claim_for(
@@ -281,7 +299,7 @@ def _plan(
         limiter.refund(decision.count - len(claimed.messages))
     if not claimed.messages:
         return None
-    return _Plan(sender, limiter, team.provider(sender), decision.at, claimed.messages)
+    return _Plan(sender, label, limiter, team.provider(sender), decision.at, claimed.messages)
 
 
 def _wait(total: DispatchReport, until: float | None, reason: str) -> None:
@@ -298,6 +316,7 @@ def _send_plans(plans: Sequence[_Plan]) -> list[list[SendOutcome]]:
     def one(plan: _Plan) -> list[SendOutcome]:
         delay = plan.at - time.time()
         if delay > 0:
+            recorder.inc(LIMITER_SLEEP, delay, sender=plan.label)
             time.sleep(delay)  # the slot the limiter granted: the pace itself, not a poll
         return send_all(plan.provider, plan.messages)
 
@@ -305,6 +324,29 @@ def _send_plans(plans: Sequence[_Plan]) -> list[list[SendOutcome]]:
         return [one(plans[0])]
     with ThreadPoolExecutor(max_workers=len(plans)) as pool:
         return list(pool.map(one, plans))
+
+
+def send_outcome_label(message: OutboundMessage, outcome: SendOutcome) -> str:
+    """What one provider call did: sent, refused (never handed over), failed, rate_limited,
+    retry (a transient error)."""
+    if isinstance(message, Refused):
+        return "refused"
+    if outcome.error is None:
+        return "sent"
+    if isinstance(outcome.error, PermanentError):
+        return "failed"
+    return "rate_limited" if isinstance(outcome.error, RateLimited) else "retry"
+
+
+def count_sends(plan: _Plan, outcomes: Sequence[SendOutcome]) -> None:
+    for message, outcome in zip(plan.messages, outcomes, strict=True):
+        recorder.inc(
+            SENDS,
+            provider=plan.sender.provider,
+            sender=plan.label,
+            kind=message.kind,
+            outcome=send_outcome_label(message, outcome),
+        )
 
 
 def _record(

@@ -33,7 +33,8 @@ from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import apply_status
 from relance.campaigns.template_signals import apply_template_status
 from relance.config import Settings
-from relance.db import savepoint, session_scope
+from relance.db import on_commit, savepoint, session_scope
+from relance.metrics.recorder import WEBHOOK_EVENTS, WEBHOOK_LAG, recorder
 from relance.models import InboundEvent, Message, utcnow
 from relance.providers.events import (
     InteractionEvent,
@@ -168,10 +169,12 @@ def apply_events(
     # Most statuses move their message forward in one UPDATE for the whole batch.
     fast = apply_forward(session, _new_statuses(ordered, new_ids, messages))
     results: list[dict[str, object]] = []
+    counted: list[tuple[ProviderEvent, str]] = []
     for event, at in ordered:
         event_id = new_ids.pop(event.dedup_key, None)  # a key twice in one batch applies once
         if event_id is None:
             tally["duplicates"] += 1
+            counted.append((event, "duplicate"))
             continue
         message = (
             messages.get(event.provider_message_id) if isinstance(event, StatusEvent) else None
@@ -187,6 +190,7 @@ def apply_events(
                 "recipient_id": applied.recipient_id,
             }
         )
+        counted.append((event, applied.outcome.value))
         if applied.outcome == Outcome.REJECTED:
             tally["rejected"] += 1
             continue
@@ -194,6 +198,7 @@ def apply_events(
         tally[applied.outcome.tally] += 1
     if results:
         session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
+    _count_when_committed(session, receiver.provider, counted, now)
     return dict(tally)
 
 
@@ -215,6 +220,24 @@ def _new_statuses(
             seen.add(event.dedup_key)
             out.append((event, at, messages.get(event.provider_message_id)))
     return out
+
+
+def _count_when_committed(
+    session: Session, provider: str, counted: list[tuple[ProviderEvent, str]], now: datetime
+) -> None:
+    """Webhook events by kind and outcome, and their lag, once the transaction commits: a
+    batch retried after a deadlock is counted once."""
+
+    def count() -> None:
+        for event, outcome in counted:
+            kind = stored_kind(event).partition(":")[0]
+            recorder.inc(WEBHOOK_EVENTS, provider=provider, kind=kind, outcome=outcome)
+            stamp = getattr(event, "timestamp", None)
+            if outcome != "duplicate" and isinstance(stamp, datetime) and stamp.tzinfo:
+                lag = max(0.0, (now - stamp).total_seconds())
+                recorder.observe(WEBHOOK_LAG, lag, provider=provider, kind=kind)
+
+    on_commit(session, count)
 
 
 def _apply_one(

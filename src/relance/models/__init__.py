@@ -13,6 +13,7 @@ from relance.models.contacts import Category, Contact, ContactOptChange, contact
 from relance.models.events import InboundEvent
 from relance.models.heartbeats import Heartbeat
 from relance.models.inbox import WebhookInbox
+from relance.models.metrics import MetricSample
 from relance.models.pacing import SenderPacing
 from relance.models.senders import Sender, campaign_senders
 
@@ -28,6 +29,7 @@ __all__ = [
     "InboundEvent",
     "LoginThrottle",
     "Message",
+    "MetricSample",
     "Recipient",
     "Sender",
     "SenderPacing",
