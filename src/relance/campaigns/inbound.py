@@ -34,7 +34,7 @@ from relance.campaigns.outcomes import apply_status
 from relance.campaigns.template_signals import apply_template_status
 from relance.config import Settings
 from relance.db import on_commit, savepoint, session_scope
-from relance.metrics.recorder import WEBHOOK_EVENTS, WEBHOOK_LAG, recorder
+from relance.metrics.webhook_events import count_webhook_events
 from relance.models import InboundEvent, Message, utcnow
 from relance.providers.events import (
     InteractionEvent,
@@ -198,7 +198,10 @@ def apply_events(
         tally[applied.outcome.tally] += 1
     if results:
         session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
-    _count_when_committed(session, receiver.provider, counted, now)
+    counts = [
+        (stored_kind(e).partition(":")[0], o, getattr(e, "timestamp", None)) for e, o in counted
+    ]
+    on_commit(session, lambda: count_webhook_events(receiver.provider, counts, now))
     return dict(tally)
 
 
@@ -220,24 +223,6 @@ def _new_statuses(
             seen.add(event.dedup_key)
             out.append((event, at, messages.get(event.provider_message_id)))
     return out
-
-
-def _count_when_committed(
-    session: Session, provider: str, counted: list[tuple[ProviderEvent, str]], now: datetime
-) -> None:
-    """Webhook events by kind and outcome, and their lag, once the transaction commits: a
-    batch retried after a deadlock is counted once."""
-
-    def count() -> None:
-        for event, outcome in counted:
-            kind = stored_kind(event).partition(":")[0]
-            recorder.inc(WEBHOOK_EVENTS, provider=provider, kind=kind, outcome=outcome)
-            stamp = getattr(event, "timestamp", None)
-            if outcome != "duplicate" and isinstance(stamp, datetime) and stamp.tzinfo:
-                lag = max(0.0, (now - stamp).total_seconds())
-                recorder.observe(WEBHOOK_LAG, lag, provider=provider, kind=kind)
-
-    on_commit(session, count)
 
 
 def _apply_one(
