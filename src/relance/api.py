@@ -26,7 +26,7 @@ from relance.gate import STATE_PRINCIPAL, Gate
 from relance.health import HealthProbe
 from relance.providers.base import WebhookRejected
 from relance.senders import endpoints as sender_endpoints
-from relance.web import account_pages, pages, session
+from relance.web import account_pages, pages, sender_pages, session
 
 ROUTERS = (
     contact_endpoints.router,
@@ -41,6 +41,7 @@ ROUTERS = (
     session.router,
     pages.router,
     account_pages.router,
+    sender_pages.router,
 )
 
 

@@ -6,7 +6,7 @@ Phases, in order (each prints one line as it ends):
 2. database limits (COPY, batched UPDATE, SELECT by primary key) and Redis round trips;
 3. fan-out: ``launch_campaign`` on N contacts; status check on that campaign;
 4. the fake Graph server and a real Celery worker; no-op task rate and round trip (limits);
-5. dispatch of M messages end to end, worker RSS sampled meanwhile;
+5. dispatch of M messages end to end, worker RSS sampled meanwhile; then M over 4 senders;
 6. ``relance api``: signed status webhooks, reply -> Message 2 latency, completion lag.
 
 Each figure's limit (``ratio = value / limit``):
@@ -14,6 +14,7 @@ Each figure's limit (``ratio = value / limit``):
 =========================  ===================================================================
 fanout_recipients_per_s    raw COPY rows/s into a scratch table shaped like ``recipients``
 dispatch_messages_per_s    no-op Celery tasks/s, same broker and pool size
+dispatch_4_senders_...     the single-sender dispatch figure of the same run (4 numbers)
 webhook_events_per_s       raw batched UPDATE rows/s (100 rows per transaction)
 reply_to_m2_p99_s          no-op Celery round trip p99 (publish -> task runs)
 completion_lag_p99_s       the same round trip (the plan's own path: 5 s + up to 120 s)
@@ -53,6 +54,7 @@ FULL_MESSAGES = 50_000
 UNITS = {
     "fanout_recipients_per_s": "recipients/s",
     "dispatch_messages_per_s": "messages/s",
+    "dispatch_4_senders_messages_per_s": "messages/s",
     "webhook_events_per_s": "events/s",
     "reply_to_m2_p99_s": "s (p99)",
     "completion_lag_p99_s": "s (p99)",
@@ -157,7 +159,9 @@ class Run:
         )
 
         campaign_id = dispatch.dispatch(env, report, opts.messages)
-        self.say(f"dispatch: {self._value('dispatch')} messages/s")
+        self.say(f"dispatch: {self._value('dispatch_messages')} messages/s")
+        dispatch.dispatch_senders(env, report, opts.messages)
+        self.say(f"dispatch over 4 senders: {self._value('dispatch_4')} messages/s")
         api_url = env.start_api()
         webhooks.webhook_ingest(env, report, api_url, campaign_id)
         self.say(f"webhooks: {self._value('webhook')} events/s")
