@@ -250,8 +250,16 @@ def dispatch(
                 total.failed += report.failed
                 total.retried += report.retried
                 total.outcomes.extend(outcomes)
+            if message_ids is not None:
+                return  # the messages asked for: claimed in one go (a Message 2, its reply)
             sender = team.refreshed(sender)  # Meta may have slowed or stopped it meanwhile
 
+    if message_ids is not None:
+        # A handful of messages (a Message 2 right after its reply, at once): one pass, in
+        # this thread; what must wait goes with the next full dispatch.
+        for sender in team.due(message_ids, recipient_ids, clock()):
+            serve(sender)
+        return total
     served: set[int] = set()
     running: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=MAX_SENDERS_AT_ONCE) as pool:
