@@ -211,14 +211,14 @@ def dispatch(
     """Send due messages within what each sender's shared limiter grants, for up to
     ``budget_seconds``.
 
-    Each round takes every sender with something due: reserve its next slot, claim its
-    messages (a committed transaction), then wait for the slot and send; the senders' waits
-    run side by side. Claiming before the wait keeps the claim's latency out of the gap
-    between two sends of a number. ``provider`` and ``limiter`` are the default sender's;
-    the others send through ``providers`` (default: the registry, with their own number) and
-    limiters on the same store as ``limiter``, under their own keys.
+    Each sender with something due gets its own loop, beside the others': claim its next
+    messages (a committed transaction), reserve their slot, wait for it, send, record. So a
+    slowed or waiting number never holds the others back, and the claim's latency never eats
+    into the gap between two sends of a number. ``provider`` and ``limiter`` are the default
+    sender's; the others send through ``providers`` (default: the registry, with their own
+    number) and limiters on the same store as ``limiter``, under their own keys.
 
-    ``stopping`` is checked between rounds: a worker asked to shut down finishes the round
+    ``stopping`` is checked between sends: a worker asked to shut down finishes the batch
     it holds (claimed messages are recorded, never abandoned) and claims no more.
     ``message_ids`` and ``recipient_ids`` restrict what is due (see ``claim``); ``clock``
     says when a claim happens (what is due, whether a reply's 24 h window is still open).
@@ -261,19 +261,21 @@ def dispatch(
             serve(sender)
         return total
     served: set[int] = set()
+    started: list[Future[None]] = []
     running: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=MAX_SENDERS_AT_ONCE) as pool:
         while not over():
             # Each sender once per dispatch: one that stopped has nothing more, or must wait.
             fresh = [s for s in team.due(message_ids, recipient_ids, clock()) if s.id not in served]
             served.update(s.id for s in fresh)
-            running = [f for f in running if not f.done()] + [pool.submit(serve, s) for s in fresh]
+            started += [pool.submit(serve, s) for s in fresh]
+            running = [f for f in started if not f.done()]
             if not running:
                 break
             # A sender whose first work arrives meanwhile (a reply to its number) joins within
             # NEW_WORK_CHECK seconds; a sender done sooner wakes this loop at once.
             wait(running, timeout=NEW_WORK_CHECK_SECONDS, return_when=FIRST_COMPLETED)
-    for future in running:
+    for future in started:
         future.result()  # a bug in a sender's loop must not pass unseen
     if time.monotonic() >= deadline or stopping():
         total.more = bool(team.due(message_ids, recipient_ids, clock()))
