@@ -78,8 +78,7 @@ def by_ref(session: Session, settings: Settings, ref: str) -> SenderInfo | None:
     if column is None:
         return None
     wanted = _digits(ref) if settings.provider == "twilio" else ref
-    for row in list_senders(session, settings):
-        one = info(row, settings)
+    for one in infos(session, settings).values():
         mine = _digits(one.ref) if settings.provider == "twilio" else one.ref
         if one.provider == settings.provider and mine and mine == wanted:
             return one
