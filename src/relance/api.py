@@ -27,7 +27,7 @@ from relance.health import HealthProbe
 from relance.metrics.http import METRICS_PATH, RequestMetrics, metrics_endpoint
 from relance.providers.base import WebhookRejected
 from relance.senders import endpoints as sender_endpoints
-from relance.web import account_pages, pages, session
+from relance.web import account_pages, pages, sender_pages, session
 
 ROUTERS = (
     contact_endpoints.router,
@@ -43,6 +43,7 @@ ROUTERS = (
     session.router,
     pages.router,
     account_pages.router,
+    sender_pages.router,
 )
 
 

@@ -22,6 +22,7 @@ from tests.support.stack import relance_command
 FIGURES = {
     "fanout_recipients_per_s",
     "dispatch_messages_per_s",
+    "dispatch_4_senders_messages_per_s",
     "webhook_events_per_s",
     "webhook_single_requests_per_s",
     "webhook_single_p99_s",

@@ -19,14 +19,18 @@ from tests.support.stack import cli_api_key, cli_user
 PASSWORD = "correct horse battery"
 # What each role must find; everything else in the lists below must be absent.
 SEES = {
-    "viewer": {"nav": {"Campaigns", "Contacts", "API keys"}, "actions": set(), "import": False},
+    "viewer": {
+        "nav": {"Campaigns", "Contacts", "Senders", "API keys"},
+        "actions": set(),
+        "import": False,
+    },
     "operator": {
-        "nav": {"Campaigns", "New campaign", "Contacts", "API keys"},
+        "nav": {"Campaigns", "New campaign", "Contacts", "Senders", "API keys"},
         "actions": {"launch", "delete"},
         "import": True,
     },
     "admin": {
-        "nav": {"Campaigns", "New campaign", "Contacts", "API keys", "Users", "Audit"},
+        "nav": {"Campaigns", "New campaign", "Contacts", "Senders", "API keys", "Users", "Audit"},
         "actions": {"launch", "delete"},
         "import": True,
     },
@@ -95,6 +99,29 @@ def test_each_role_finds_exactly_its_actions(stack: Stack) -> None:
                     assert response is not None
                     allowed = RANK.index(role) >= RANK.index(needs)
                     assert response.status == (200 if allowed else 403), (role, path)
+
+                # Everyone reads the Senders page; only an admin adds, pauses and resumes.
+                page.goto(f"{base}/senders")
+                default_row = page.locator("#senders-table tbody tr", has_text="default")
+                expect(default_row).to_contain_text("0 / no limit")
+                expect(default_row.locator(".pace")).not_to_be_empty()
+                admin = role == "admin"
+                expect(page.locator("#sender-form")).to_have_count(1 if admin else 0)
+                expect(page.locator(".sender-status")).to_have_count(1 if admin else 0)
+                if admin:
+                    page.fill("#sender-name", "brand B")
+                    page.fill("#sender-display", "+33 6 00 00 00 01")
+                    page.fill("#sender-limit", "250")
+                    page.click("#sender-create")
+                    row = page.locator("#senders-table tbody tr", has_text="brand B")
+                    expect(row).to_contain_text("0 / 250")
+                    expect(row).to_contain_text("+33 6 00 00 00 01")
+                    row.locator(".sender-status").click()
+                    row = page.locator("#senders-table tbody tr", has_text="brand B")
+                    expect(row.locator(".sender-state")).to_contain_text("paused by a person")
+                    row.locator(".sender-status", has_text="Resume").click()
+                    row = page.locator("#senders-table tbody tr", has_text="brand B")
+                    expect(row.locator(".sender-state")).to_contain_text("active")
 
                 # Everyone has a keys page for their own keys, with a role no higher than theirs.
                 page.goto(f"{base}/keys")

@@ -23,9 +23,10 @@ from sqlalchemy import func, select, update
 
 from relance.campaigns import answers, claims, counters, lifecycle, queries, sweeps
 from relance.campaigns import repository as repo
-from relance.campaigns.dispatch import claim, send_all
+from relance.campaigns.dispatch import claim
 from relance.campaigns.domain import CampaignStatus, is_complete, plan_formula_holds
 from relance.campaigns.followups import RecordingFollowups
+from relance.campaigns.handover import send_all
 from relance.campaigns.inbound import Receiver, apply_events
 from relance.campaigns.launch import launch_campaign
 from relance.campaigns.outcomes import SendOutcome, record_outcomes

@@ -79,3 +79,30 @@ def test_relance_sender_add_list_pause_remove(settings: Settings) -> None:
     assert "shop" not in runner.invoke(cli, ["sender", "list"]).stdout
     again = runner.invoke(cli, ["sender", "remove", sender_id])
     assert again.exit_code == 1 and "not found" in again.stderr
+
+
+def test_a_campaign_names_its_senders_and_its_stats_show_each_numbers_share(
+    client: TestClient, settings: Settings
+) -> None:
+    sender = client.post("/api/senders", json={"name": "b", "provider": "simulator"}).json()
+    client.post("/api/contacts", json={"phone": "+33612345678", "first_name": "Ada"})
+    contact = client.get("/api/contacts").json()["items"][0]["id"]
+    body = {"name": "c", "message_1": "Hi", "contact_ids": [contact]}
+    r = client.post("/api/campaigns", json={**body, "senders": [{"sender_id": 999}]})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "senders"
+    twice = [{"sender_id": sender["id"]}, {"sender_id": sender["id"]}]
+    assert client.post("/api/campaigns", json={**body, "senders": twice}).status_code == 422
+    shares = [{"sender_id": sender["id"], "weight": 3}]
+    campaign = client.post("/api/campaigns", json={**body, "senders": shares}).json()
+    assert campaign["senders"] == shares
+    assert client.delete(f"/api/senders/{sender['id']}").status_code == 409  # in use
+    r = client.patch(f"/api/campaigns/{campaign['id']}", json={"senders": []})
+    assert r.json()["senders"] == []  # back to the default sender
+    client.patch(f"/api/campaigns/{campaign['id']}", json={"senders": shares})
+    assert client.post(f"/api/campaigns/{campaign['id']}/launch").status_code == 200
+    stats = client.get(f"/api/campaigns/{campaign['id']}/stats").json()
+    assert [(s["sender_id"], s["recipients"]) for s in stats["senders"]] == [(sender["id"], 1)]
+    assert stats["sender_waits"] == []
+    client.patch(f"/api/senders/{sender['id']}", json={"status": "paused"})
+    blocking = client.get(f"/api/campaigns/{campaign['id']}/blocking").json()
+    assert blocking["sender_waits"] == ["sender b Message 1s paused: paused by a person"]

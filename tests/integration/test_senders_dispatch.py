@@ -12,6 +12,7 @@ from relance.campaigns.answers import record_interaction
 from relance.campaigns.dispatch import dispatch
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import launch_campaign
+from relance.campaigns.lifecycle import retry_failed
 from relance.campaigns.outcomes import DispatchReport
 from relance.campaigns.queries import get_campaign
 from relance.campaigns.stats_senders import sender_shares, sender_waits
@@ -19,7 +20,7 @@ from relance.config import Settings
 from relance.db import session_scope
 from relance.models import Message, Recipient, Sender, campaign_senders
 from relance.pacing.limiter import make_limiter
-from relance.providers.base import Provider
+from relance.providers.base import OutboundMessage, PermanentError, Provider
 from relance.providers.events import SenderEvent
 from relance.senders import service
 from relance.senders.identity import SenderInfo
@@ -194,3 +195,31 @@ def later_now():  # type: ignore[no-untyped-def]
     from relance.models import utcnow
 
     return utcnow() + timedelta(seconds=1)
+
+
+def test_a_send_error_that_refuses_a_number_stops_it_and_the_others_go_on(
+    settings: Settings,
+) -> None:
+    campaign_id, ids = _setup(settings, [1, 1])
+    fleet = Fleet()
+    tried: list[int] = []
+
+    def refuse(message: OutboundMessage) -> PermanentError:
+        tried.append(message.message_id)
+        return PermanentError("190", "token expired", stops_sender=True)
+
+    fleet.by_sender[ids[1]] = FakeProvider(fail=refuse)
+    _dispatch(settings, fleet)
+    assert len(fleet.default.sent) == N // 2
+    with session_scope(settings) as session:
+        sender = session.get_one(Sender, ids[1])
+        assert sender.status == "stopped" and "token expired" in (sender.paused_reason or "")
+        assert get_campaign(session, campaign_id).status == "sending"  # the others went on
+        # Its failed contacts are tried again: never from the stopped number.
+        retry_failed(session, settings, RecordingFollowups(), campaign_id)
+    before = len(tried)
+    report = _dispatch(settings, fleet)
+    assert len(tried) == before and report.wait_reason == "sender_stopped"
+    with session_scope(settings) as session:
+        waits = sender_waits(session, settings, campaign_id)
+    assert any("stopped: the provider refused the sender" in w for w in waits)

@@ -22,9 +22,13 @@ from relance.bench.report import Figure, Report
 from relance.bench.seed import campaign_value, make_campaign, make_category
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import launch_campaign
+from relance.config import Settings
 from relance.db import session_scope
-from relance.models import Message
+from relance.models import Message, campaign_senders
 from relance.processes import Process
+from relance.senders import service
+from relance.senders.identity import REF_FIELDS
+from relance.senders.schemas import SenderCreate
 
 DISPATCH_TARGET = 1000.0
 STALL_SECONDS = 60.0
@@ -126,6 +130,70 @@ def dispatch(env: BenchEnv, report: Report, messages: int) -> int:
     )
     _rss_figure(report, sampler.samples, progress, messages, rss_before)
     return campaign_id
+
+
+SENDERS = 4
+SENDERS_RATIO_TARGET = 0.9
+
+
+def dispatch_senders(env: BenchEnv, report: Report, messages: int) -> None:
+    """The same dispatch over 4 numbers (the default and three more, even shares): each has
+    its own limiter key, claims and loop; the figure's limit is the single-sender figure."""
+    settings = env.settings
+    with session_scope(settings) as session:
+        ids = [service.ensure_default(session, settings).id]
+        for k in range(1, SENDERS):
+            data = SenderCreate.model_validate(
+                {"name": f"bench-{k}", "provider": settings.provider, **_ref(settings, k)}
+            )
+            ids.append(service.create_sender(session, settings, data).id)
+        category = make_category(session, "bench-senders", 1, messages)
+        campaign_id = make_campaign(session, "bench 4 senders", category_ids=[category])
+        session.execute(
+            campaign_senders.insert(),
+            [{"campaign_id": campaign_id, "sender_id": s, "weight": 1} for s in ids],
+        )
+    with session_scope(settings) as session:
+        launch_campaign(session, settings, RecordingFollowups(), campaign_id)
+    start = time.perf_counter()
+    for _ in range(env.opts.workers):
+        env.send_task("relance.send_campaign_messages")
+    _wait_sent(env, campaign_id, messages, [])
+    elapsed = time.perf_counter() - start
+    with session_scope(settings) as session:
+        shares = dict(
+            session.execute(
+                select(Message.sender_id, func.count())
+                .where(Message.campaign_id == campaign_id)
+                .group_by(Message.sender_id)
+            ).all()
+        )
+    value = messages / elapsed
+    single = next(f for f in report.figures if f.name == "dispatch_messages_per_s").value
+    report.add(
+        Figure(
+            "dispatch_4_senders_messages_per_s",
+            value,
+            "messages/s",
+            single,
+            "single-sender dispatch messages/s (same run)",
+            f">= {SENDERS_RATIO_TARGET:.0%} of the single-sender figure",
+            value >= SENDERS_RATIO_TARGET * single,
+        ),
+        messages=messages,
+        seconds=round(elapsed, 3),
+        senders=SENDERS,
+        messages_per_sender={str(k): v for k, v in shares.items()},
+    )
+
+
+def _ref(settings: Settings, k: int) -> dict[str, str]:
+    """A made-up identifier of the provider's kind for bench sender ``k``."""
+    column = REF_FIELDS.get(settings.provider)
+    if column is None:
+        return {}
+    value = f"whatsapp:+1555000{k:04d}" if column == "twilio_from" else f"9000000{k:04d}"
+    return {column: value}
 
 
 def _wait_sent(

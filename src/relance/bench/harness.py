@@ -6,7 +6,7 @@ Phases, in order (each prints one line as it ends):
 2. database limits (COPY, batched UPDATE, SELECT by primary key) and Redis round trips;
 3. fan-out: ``launch_campaign`` on N contacts; status check on that campaign;
 4. the fake Graph server and a real Celery worker; no-op task rate and round trip (limits);
-5. dispatch of M messages end to end, worker RSS sampled meanwhile;
+5. dispatch of M messages end to end, worker RSS sampled meanwhile; then M over 4 senders;
 6. ``relance api``: signed single-status webhooks (after the bare-HMAC limit), signed status
    batches, reply -> Message 2 latency, completion lag.
 
@@ -15,6 +15,7 @@ Each figure's limit (``ratio = value / limit``):
 =========================  ===================================================================
 fanout_recipients_per_s    raw COPY rows/s into a scratch table shaped like ``recipients``
 dispatch_messages_per_s    no-op Celery tasks/s, same broker and pool size
+dispatch_4_senders_...     the single-sender dispatch figure of the same run (4 numbers)
 webhook_events_per_s       raw batched UPDATE rows/s (100 rows per transaction)
 webhook_single_*           a bare FastAPI route checking the HMAC (same uvicorn, same load);
                            raw single-row INSERTs/s into a scratch inbox (reported beside)
@@ -67,6 +68,7 @@ FULL_MESSAGES = 50_000
 UNITS = {
     "fanout_recipients_per_s": "recipients/s",
     "dispatch_messages_per_s": "messages/s",
+    "dispatch_4_senders_messages_per_s": "messages/s",
     "webhook_events_per_s": "events/s",
     "webhook_single_requests_per_s": "requests/s",
     "webhook_single_p99_s": "s (p99)",
@@ -184,7 +186,9 @@ class Run:
         )
 
         campaign_id = dispatch.dispatch(env, report, opts.messages)
-        self.say(f"dispatch: {self._value('dispatch')} messages/s")
+        self.say(f"dispatch: {self._value('dispatch_messages')} messages/s")
+        dispatch.dispatch_senders(env, report, opts.messages)
+        self.say(f"dispatch over 4 senders: {self._value('dispatch_4')} messages/s")
         sent = webhooks.sent_messages(env, campaign_id)
         single, batched = sent[: len(sent) // 2], sent[len(sent) // 2 :]
         bare = single_webhooks.bare_hmac_limit(env, single)

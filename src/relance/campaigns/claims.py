@@ -241,6 +241,25 @@ def create_message_1(
     return list(created)
 
 
+def release(session: Session, message_ids: Sequence[int], until: datetime) -> None:
+    """Claimed messages the limiter will not let go yet: ``sending -> pending`` until then,
+    no attempt counted (a Message 1 created by the claim stays, pending: its recipient is
+    stamped, so no claim creates a second one)."""
+    if not message_ids:
+        return
+    session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.status == MessageStatus.SENDING.value)
+        .values(
+            status=MessageStatus.PENDING.value,
+            next_attempt_at=until,
+            claimed_at=None,
+            attempts=Message.attempts - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def outbound_rows(session: Session, message_ids: Sequence[int]) -> list[Row[Any]]:
     """What the provider needs for each claimed message, in one query."""
     return list(

@@ -11,11 +11,12 @@ transactions, like a task would.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -23,42 +24,27 @@ from sqlalchemy.exc import OperationalError
 from relance.campaigns import claims, templates
 from relance.campaigns.domain import MessageKind
 from relance.campaigns.followups import Followups
+from relance.campaigns.handover import Refused, count_sends, send_all
 from relance.campaigns.outcomes import DispatchReport, SendOutcome, record_outcomes
 from relance.campaigns.team import Team
 from relance.config import Settings
 from relance.contacts.domain import contact_values, render
 from relance.db import session_scope
-from relance.metrics.recorder import (
-    LIMITER_SLEEP,
-    LIMITER_WAITS,
-    PROVIDER_LATENCY,
-    SENDS,
-    recorder,
-)
+from relance.metrics.recorder import LIMITER_SLEEP, LIMITER_WAITS, recorder
 from relance.models import utcnow
 from relance.pacing.domain import Grant, Wait
 from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
 from relance.providers.base import (
     OutboundMessage,
-    PermanentError,
     Provider,
-    ProviderError,
-    RateLimited,
-    RetryableError,
 )
 from relance.senders.domain import limit_reason
 from relance.senders.identity import SenderInfo, pacing_key
 from relance.senders.limits import limit_of, limit_room
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Refused(OutboundMessage):
-    """A claimed message that must not reach the provider: it fails for good with ``reason``."""
-
-    code: str = "refused"
-    reason: str = ""
+MAX_SENDERS_AT_ONCE = 32  # senders served side by side by one dispatch
+NEW_WORK_CHECK_SECONDS = 1.0
 
 
 def claim(
@@ -153,35 +139,6 @@ def _outbound(row: Any, provider: str, now: datetime) -> OutboundMessage:
     return OutboundMessage(row.id, row.phone, text, template)
 
 
-def send_all(provider: Provider, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
-    """Hand each message to the provider once; never raise (errors become outcomes).
-
-    A refused message is not handed over: it becomes its permanent failure."""
-
-    def one(message: OutboundMessage) -> SendOutcome:
-        if isinstance(message, Refused):
-            error = PermanentError(message.code, message.reason)
-            return SendOutcome(message.message_id, error=error)
-        started = time.perf_counter()
-        try:
-            result = provider.send(message)
-            return SendOutcome(message.message_id, provider_message_id=result.provider_message_id)
-        except ProviderError as exc:
-            return SendOutcome(message.message_id, error=exc)
-        except Exception as exc:  # a bug or a network oddity must not lose the claim
-            log.exception("provider send crashed", extra={"message_id": message.message_id})
-            return SendOutcome(message.message_id, error=RetryableError("exception", repr(exc)))
-        finally:
-            recorder.observe(
-                PROVIDER_LATENCY, time.perf_counter() - started, provider=provider.name
-            )
-
-    if len(messages) <= 1:
-        return [one(m) for m in messages]
-    with ThreadPoolExecutor(max_workers=min(16, len(messages))) as pool:
-        return list(pool.map(one, messages))
-
-
 @dataclass(frozen=True)
 class _Ask:
     """What one dispatch asks of each sender's round."""
@@ -198,7 +155,7 @@ class _Plan:
     """One sender's claimed messages, to hand over at its granted time."""
 
     sender: SenderInfo
-    label: str  # the sender's pacing key, in metrics
+    label: str  # its pacing key, in metrics
     limiter: AnyLimiter
     provider: Provider
     at: float
@@ -222,84 +179,143 @@ def dispatch(
     """Send due messages within what each sender's shared limiter grants, for up to
     ``budget_seconds``.
 
-    Each round takes every sender with something due: reserve its next slot, claim its
-    messages (a committed transaction), then wait for the slot and send; the senders' waits
-    run side by side. Claiming before the wait keeps the claim's latency out of the gap
-    between two sends of a number. ``provider`` and ``limiter`` are the default sender's;
-    the others send through ``providers`` (default: the registry, with their own number) and
-    limiters on the same store as ``limiter``, under their own keys.
+    Each sender with something due gets its own loop, beside the others': claim its next
+    messages (a committed transaction), reserve their slot, wait for it, send, record. So a
+    slowed or waiting number never holds the others back, and the claim's latency never eats
+    into the gap between two sends of a number. ``provider`` and ``limiter`` are the default
+    sender's; the others send through ``providers`` (default: the registry, with their own
+    number) and limiters on the same store as ``limiter``, under their own keys.
 
-    ``stopping`` is checked between rounds: a worker asked to shut down finishes the round
+    ``stopping`` is checked between sends: a worker asked to shut down finishes the batch
     it holds (claimed messages are recorded, never abandoned) and claims no more.
     ``message_ids`` and ``recipient_ids`` restrict what is due (see ``claim``); ``clock``
     says when a claim happens (what is due, whether a reply's 24 h window is still open).
     """
     deadline = time.monotonic() + budget_seconds
     total = DispatchReport()
+    guard = threading.Lock()
     team = Team(settings, provider, limiter, providers)
     ask = _Ask(batch, max_wait, message_ids, recipient_ids, clock)
-    while time.monotonic() < deadline and not stopping():
-        plans: list[_Plan] = []
-        for sender in team.due(message_ids, recipient_ids, clock()):
-            plan = _plan(settings, team, sender, total, ask)
-            if plan is not None:
-                plans.append(plan)
-            if total.wait_reason == "limiter_unavailable":
-                break
-        if not plans:
-            break
-        for plan, outcomes in zip(plans, _send_plans(plans), strict=True):
+
+    def over() -> bool:
+        return (
+            time.monotonic() >= deadline or stopping() or total.wait_reason == "limiter_unavailable"
+        )
+
+    def serve(sender: SenderInfo) -> None:
+        """One sender's loop, beside the others': claim, wait for its slot, send, record."""
+        while not over():
+            plan, held = _plan(settings, team, sender, ask)
+            if held is not None:
+                recorder.inc(LIMITER_WAITS, sender=pacing_key(sender, settings), reason=held[1])
+                with guard:
+                    _wait(total, *held)
+            if plan is None:
+                return
+            outcomes = _send_at_slot(plan)
             report = _record(settings, followups, outcomes, plan.limiter)
-            count_sends(plan, outcomes)
-            total.sent += report.sent
-            total.failed += report.failed
-            total.retried += report.retried
-            total.outcomes.extend(outcomes)
-    else:
+            sends = [(m.kind, isinstance(m, Refused)) for m in plan.messages]
+            count_sends(sender.provider, plan.label, sends, outcomes)
+            with guard:
+                total.sent += report.sent
+                total.failed += report.failed
+                total.retried += report.retried
+                total.outcomes.extend(outcomes)
+            if message_ids is not None:
+                return  # the messages asked for: claimed in one go (a Message 2, its reply)
+            sender = team.refreshed(sender)  # Meta may have slowed or stopped it meanwhile
+
+    if message_ids is not None:
+        # A handful of messages (a Message 2 right after its reply, at once): one pass, in
+        # this thread; what must wait goes with the next full dispatch.
+        for sender in team.due(message_ids, recipient_ids, clock()):
+            serve(sender)
+        return total
+    served: set[int] = set()
+    started: list[Future[None]] = []
+    running: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=MAX_SENDERS_AT_ONCE) as pool:
+        while not over():
+            # Each sender once per dispatch: one that stopped has nothing more, or must wait.
+            fresh = [s for s in team.due(message_ids, recipient_ids, clock()) if s.id not in served]
+            served.update(s.id for s in fresh)
+            started += [pool.submit(serve, s) for s in fresh]
+            running = [f for f in started if not f.done()]
+            if not running:
+                break
+            # A sender whose first work arrives meanwhile (a reply to its number) joins within
+            # NEW_WORK_CHECK seconds; a sender done sooner wakes this loop at once.
+            wait(running, timeout=NEW_WORK_CHECK_SECONDS, return_when=FIRST_COMPLETED)
+    for future in started:
+        future.result()  # a bug in a sender's loop must not pass unseen
+    if time.monotonic() >= deadline or stopping():
         total.more = bool(team.due(message_ids, recipient_ids, clock()))
     return total
 
 
+Held = tuple[float | None, str]
+
+
 def _plan(
-    settings: Settings,
-    team: Team,
-    sender: SenderInfo,
-    total: DispatchReport,
-    ask: _Ask,
-) -> _Plan | None:
-    """Reserve the sender's next slot and claim its messages; None when it must wait."""
-    message_ids, recipient_ids, clock = ask.message_ids, ask.recipient_ids, ask.clock
+    settings: Settings, team: Team, sender: SenderInfo, ask: _Ask
+) -> tuple[_Plan | None, Held | None]:
+    """Claim the sender's next messages, then reserve their slot; no plan when it must wait
+    (and why, until when).
+
+    Claim first: the claim's transaction then never eats into the gap between two sends of
+    the number (reserved first, a slow claim sent one late, right before the next slot). What
+    the limiter does not let go now is released (back to ``pending`` until its time, no
+    attempt counted), and the sender rests for the rest of this dispatch.
+    """
     if sender.status == "stopped":
-        _wait(total, None, "sender_stopped")  # never retry into a ban: a person or Meta says
-        return None
+        return None, (None, "sender_stopped")  # never retry into a ban: a person or Meta says
+    resting = team.resting_until(sender)
+    if resting is not None:
+        return None, (resting, "delay")
     # A paused sender (a person, or quality red with QUALITY_RED_ACTION=pause) still answers.
     scope = claims.SenderScope(sender.stored_id, message_1=sender.status != "paused")
     limiter = team.limiter(sender)
-    label = pacing_key(sender, settings)
-    if not scope.message_1 and not team.has_due(message_ids, recipient_ids, clock(), scope):
-        return None  # only held Message 1s: don't spend a slot
-    try:
-        decision = limiter.reserve(max_wait=ask.max_wait, wanted=ask.batch)
+    try:  # ask before claiming: a claim that must then wait is churn
+        waiting = limiter.peek(ask.max_wait)
     except LimiterUnavailable as exc:
         log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
-        _wait(total, None, "limiter_unavailable")
-        recorder.inc(LIMITER_WAITS, sender=label, reason="limiter_unavailable")
-        return None
-    if isinstance(decision, Wait):
-        _wait(total, decision.until, decision.reason)
-        recorder.inc(LIMITER_WAITS, sender=label, reason=decision.reason)
-        return None
-    assert isinstance(decision, Grant)
-    claimed = claim_for(
-        settings, decision.count, message_ids, recipient_ids, clock(), sender, scope
-    )
+        return None, (None, "limiter_unavailable")
+    if waiting is not None:
+        team.rest(sender, waiting.until)
+        return None, (waiting.until, waiting.reason)
+    wanted = ask.batch if limiter.rules.unpaced else 1
+    now = ask.clock()
+    claimed = claim_for(settings, wanted, ask.message_ids, ask.recipient_ids, now, sender, scope)
+    held: Held | None = None
     if claimed.limit_until is not None:
-        _wait(total, claimed.limit_until.timestamp(), "messaging_limit")
-    if len(claimed.messages) < decision.count and limiter.rules.unpaced:
-        limiter.refund(decision.count - len(claimed.messages))
+        held = (claimed.limit_until.timestamp(), "messaging_limit")
+    elif not scope.message_1 and not claimed.messages:
+        held = (None, "sender_paused")
     if not claimed.messages:
-        return None
-    return _Plan(sender, label, limiter, team.provider(sender), decision.at, claimed.messages)
+        return None, held
+    try:
+        decision = limiter.reserve(max_wait=ask.max_wait, wanted=len(claimed.messages))
+    except LimiterUnavailable as exc:
+        log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
+        _release(settings, claimed.messages, time.time())
+        return None, (None, "limiter_unavailable")
+    if isinstance(decision, Wait):
+        _release(settings, claimed.messages, decision.until)
+        team.rest(sender, decision.until)
+        return None, (decision.until, decision.reason)
+    assert isinstance(decision, Grant)
+    keep, rest = claimed.messages[: decision.count], claimed.messages[decision.count :]
+    if rest:  # a batch boundary or the daily quota granted fewer
+        _release(settings, rest, decision.at)
+    label = pacing_key(sender, settings)
+    return _Plan(sender, label, limiter, team.provider(sender), decision.at, keep), held
+
+
+def _release(settings: Settings, messages: Sequence[OutboundMessage], until: float) -> None:
+    with session_scope(settings) as session:
+        claims.release(
+            session, [m.message_id for m in messages], datetime.fromtimestamp(until, UTC)
+        )
 
 
 def _wait(total: DispatchReport, until: float | None, reason: str) -> None:
@@ -310,43 +326,13 @@ def _wait(total: DispatchReport, until: float | None, reason: str) -> None:
         total.waiting_until = until
 
 
-def _send_plans(plans: Sequence[_Plan]) -> list[list[SendOutcome]]:
-    """Each sender's messages at its granted time; the senders side by side."""
-
-    def one(plan: _Plan) -> list[SendOutcome]:
-        delay = plan.at - time.time()
-        if delay > 0:
-            recorder.inc(LIMITER_SLEEP, delay, sender=plan.label)
-            time.sleep(delay)  # the slot the limiter granted: the pace itself, not a poll
-        return send_all(plan.provider, plan.messages)
-
-    if len(plans) == 1:
-        return [one(plans[0])]
-    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
-        return list(pool.map(one, plans))
-
-
-def send_outcome_label(message: OutboundMessage, outcome: SendOutcome) -> str:
-    """What one provider call did: sent, refused (never handed over), failed, rate_limited,
-    retry (a transient error)."""
-    if isinstance(message, Refused):
-        return "refused"
-    if outcome.error is None:
-        return "sent"
-    if isinstance(outcome.error, PermanentError):
-        return "failed"
-    return "rate_limited" if isinstance(outcome.error, RateLimited) else "retry"
-
-
-def count_sends(plan: _Plan, outcomes: Sequence[SendOutcome]) -> None:
-    for message, outcome in zip(plan.messages, outcomes, strict=True):
-        recorder.inc(
-            SENDS,
-            provider=plan.sender.provider,
-            sender=plan.label,
-            kind=message.kind,
-            outcome=send_outcome_label(message, outcome),
-        )
+def _send_at_slot(plan: _Plan) -> list[SendOutcome]:
+    """The sender's messages at the time its limiter granted."""
+    delay = plan.at - time.time()
+    if delay > 0:
+        recorder.inc(LIMITER_SLEEP, delay, sender=plan.label)
+        time.sleep(delay)  # the slot the limiter granted: the pace itself, not a poll
+    return send_all(plan.provider, plan.messages)
 
 
 def _record(

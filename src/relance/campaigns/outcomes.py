@@ -41,6 +41,7 @@ from relance.models import Campaign, Message, Recipient, utcnow
 from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
 from relance.providers.base import PermanentError, ProviderError, RateLimited
 from relance.providers.events import StatusEvent
+from relance.senders.service import set_state
 
 log = logging.getLogger(__name__)
 S = RecipientState
@@ -267,6 +268,17 @@ def _block_after_commit(session: Session, limiter: AnyLimiter, until: float) -> 
 
 
 def _stop_campaign_of(session: Session, message_id: int, error: ProviderError) -> None:
+    """The provider refused the sender itself (a revoked token, a disabled number): a sender
+    of its own stops (its campaigns' other numbers go on); the default one pauses the
+    campaign, as before senders existed."""
+    sender_id = session.scalar(select(Message.sender_id).where(Message.id == message_id))
+    if sender_id is not None:
+        set_state(session, sender_id, "stopped", f"the provider refused the sender: {error}")
+        log.error(
+            "sender stopped: the provider refused it",
+            extra={"sender_id": sender_id, "error": str(error)},
+        )
+        return
     campaign_id = session.scalar(select(Message.campaign_id).where(Message.id == message_id))
     status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     if campaign_id is not None and status == CampaignStatus.SENDING:

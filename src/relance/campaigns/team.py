@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -35,6 +36,15 @@ class Team:
         self._limiter = limiter
         self._providers = providers
         self._limiters: dict[str, AnyLimiter] = {}
+        self._resting: dict[int, float] = {}
+
+    def rest(self, sender: SenderInfo, until: float) -> None:
+        """The sender's limiter said wait: claim nothing more of it until then."""
+        self._resting[sender.id] = until
+
+    def resting_until(self, sender: SenderInfo) -> float | None:
+        until = self._resting.get(sender.id)
+        return until if until is not None and until > time.time() else None
 
     def due(
         self,
@@ -58,15 +68,10 @@ class Team:
             out.append(sender)
         return out
 
-    def has_due(
-        self,
-        message_ids: Sequence[int] | None,
-        recipient_ids: Sequence[int] | None,
-        now: datetime,
-        scope: claims.SenderScope,
-    ) -> bool:
+    def refreshed(self, sender: SenderInfo) -> SenderInfo:
+        """The sender as it is now (its status and limits may have changed)."""
         with session_scope(self.settings) as session:
-            return claims.has_due(session, now, message_ids, recipient_ids, scope)
+            return service.infos(session, self.settings).get(sender.id, sender)
 
     def limiter(self, sender: SenderInfo) -> AnyLimiter:
         rules = rules_for(sender, self.settings)

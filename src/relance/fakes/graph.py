@@ -25,7 +25,8 @@ and recorded (``accepted``: arrival time, recipient, our message id, text). On d
 
 In a test it runs in a thread of the test process (``start``/``close``, or ``with``); the bench
 runs it alone: ``python -m relance.fakes.graph PORT [--mark PREFIX]``, and reads
-``GET /_fake/stats``: ``{"sent": N, "marked": {to: epoch seconds}}``.
+``GET /_fake/stats``: ``{"sent": N, "marked": {to: epoch seconds}}``; tests read the send log,
+each send's arrival time and number, at ``GET /_fake/accepted``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from relance.providers import meta_errors
 from relance.providers.meta_webhooks import message_payload, sign, status_payload
 
 STATS_PATH = "/_fake/stats"
+ACCEPTED_PATH = "/_fake/accepted"  # the send log: [[at, to, number, our_id], ...]
 WEBHOOK_ATTEMPTS = 50  # Meta retries a webhook until it is accepted
 WEBHOOK_RETRY_SECONDS = 0.2
 _RATE_LIMITED = json.dumps(meta_errors.error_body(130429)).encode()
@@ -159,6 +161,9 @@ class FakeGraph:
             return self._message_templates(path.decode())
         if method == b"GET" and path == STATS_PATH.encode():
             return 200, json.dumps({"sent": len(self.accepted), "marked": self.marked}).encode()
+        if method == b"GET" and path == ACCEPTED_PATH.encode():
+            log = [[a.at, a.to, a.number, a.our_id] for a in self.accepted]
+            return 200, json.dumps(log).encode()
         return 404, _NOT_FOUND
 
     def _send(self, body: bytes, number: str = "") -> tuple[int, bytes]:

@@ -89,16 +89,13 @@ def reserve(
     A grant may lie up to ``max_wait`` seconds ahead: the caller sleeps until ``Grant.at``,
     while other workers get the slots after it. Nothing is granted beyond ``max_wait``.
     """
+    waiting = must_wait(state, rules, now, max_wait)
+    if waiting is not None:
+        return waiting, state
     at = max(now, state.next_at, state.blocked_until)
     day, day_count = state.day, state.day_count
     if local_day(at, rules.timezone) != day:
         day, day_count = local_day(at, rules.timezone), 0
-    if rules.daily_quota and day_count >= rules.daily_quota:
-        return Wait(next_midnight(at, rules.timezone), "daily_quota"), state
-    if at - now > max_wait:
-        blocked = state.blocked_until >= at
-        reason: WaitReason = "rate_limited" if blocked else _reason(state)
-        return Wait(at, reason), state
 
     count = 1 if rules.interval > 0 else max(1, wanted)
     if rules.batch_pause > 0:  # without a pause, a batch boundary changes nothing
@@ -122,6 +119,19 @@ def reserve(
         pause_reason=pause_reason,
     )
     return Grant(count, at), new_state
+
+
+def must_wait(state: PacingState, rules: PacingRules, now: float, max_wait: float) -> Wait | None:
+    """Why no send may be granted within ``max_wait`` (the daily quota, a rate limit, the
+    pace), or None: what ``reserve`` checks first, asked without reserving."""
+    at = max(now, state.next_at, state.blocked_until)
+    day_count = state.day_count if local_day(at, rules.timezone) == state.day else 0
+    if rules.daily_quota and day_count >= rules.daily_quota:
+        return Wait(next_midnight(at, rules.timezone), "daily_quota")
+    if at - now > max_wait:
+        blocked = state.blocked_until >= at
+        return Wait(at, "rate_limited" if blocked else _reason(state))
+    return None
 
 
 def _reason(state: PacingState) -> WaitReason:

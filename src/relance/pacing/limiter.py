@@ -19,7 +19,16 @@ from sqlalchemy.orm import Session
 from relance.config import Settings
 from relance.db import session_scope
 from relance.models import SenderPacing
-from relance.pacing.domain import Grant, PacingRules, PacingState, Wait, block, refund, reserve
+from relance.pacing.domain import (
+    Grant,
+    PacingRules,
+    PacingState,
+    Wait,
+    block,
+    must_wait,
+    refund,
+    reserve,
+)
 
 
 class LimiterUnavailable(Exception):
@@ -51,6 +60,15 @@ class _Operations:
         decision = self._update(lambda s: reserve(s, self.rules, at, max_wait, wanted))
         assert decision is not None
         return decision
+
+    def peek(self, max_wait: float, now: float | None = None) -> Wait | None:
+        """Must a send wait beyond ``max_wait``? Reads the state, reserves nothing (raises
+        LimiterUnavailable like ``reserve``): a dispatcher asks before it claims."""
+        at = time.time() if now is None else now
+        return must_wait(self.state(), self.rules, at, max_wait)
+
+    def state(self, session: Session | None = None) -> PacingState:
+        raise NotImplementedError
 
     def refund(self, unused: int) -> None:
         if unused > 0:

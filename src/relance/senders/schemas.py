@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from relance.contacts.schemas import no_nul
 
 ProviderName = Literal["simulator", "meta", "wassenger", "twilio"]
-Ref = str | None
+Text = Annotated[str, AfterValidator(no_nul)]  # PostgreSQL refuses NUL: a 422, not a 500
+Ref = Text | None
 MAX_TPS = 1000.0  # Meta's highest throughput tier
 
 
@@ -17,7 +20,7 @@ class Strict(BaseModel):
 
 
 class SenderFields(Strict):
-    display_number: str | None = Field(default=None, max_length=40, examples=["+33 6 12 34 56"])
+    display_number: Text | None = Field(default=None, max_length=40, examples=["+33 6 12 34 56"])
     throughput_per_second: float | None = Field(
         default=None, gt=0, le=MAX_TPS, description="null: MAX_SENDS_PER_SECOND"
     )
@@ -31,7 +34,7 @@ class SenderFields(Strict):
 
 
 class SenderCreate(SenderFields):
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     provider: ProviderName
     phone_number_id: Ref = Field(default=None, max_length=100, pattern=r"^[0-9]+$")
     twilio_from: Ref = Field(default=None, max_length=100, examples=["whatsapp:+14155238886"])
@@ -39,7 +42,7 @@ class SenderCreate(SenderFields):
 
 
 class SenderUpdate(SenderFields):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Text | None = Field(default=None, min_length=1, max_length=100)
     status: Literal["active", "paused"] | None = Field(
         default=None,
         description="paused: its Message 1s wait (Message 2s still go); active: resume. "

@@ -58,8 +58,12 @@ def get_sender(session: Session, sender_id: int) -> Sender:
 
 
 def infos(session: Session, settings: Settings) -> dict[int, SenderInfo]:
-    """Every sender as a value, by id."""
-    return {row.id: info(row, settings) for row in list_senders(session, settings)}
+    """Every sender as a value, by id, in one query (the dispatcher asks often; the default
+    sender's identifiers come from the environment whatever its row shows)."""
+    rows = list(session.scalars(select(Sender).order_by(Sender.id)))
+    if not any(r.is_default for r in rows):
+        rows = list_senders(session, settings)
+    return {row.id: info(row, settings) for row in rows}
 
 
 def default_info(session: Session, settings: Settings) -> SenderInfo:
@@ -74,8 +78,7 @@ def by_ref(session: Session, settings: Settings, ref: str) -> SenderInfo | None:
     if column is None:
         return None
     wanted = _digits(ref) if settings.provider == "twilio" else ref
-    for row in list_senders(session, settings):
-        one = info(row, settings)
+    for one in infos(session, settings).values():
         mine = _digits(one.ref) if settings.provider == "twilio" else one.ref
         if one.provider == settings.provider and mine and mine == wanted:
             return one
@@ -133,6 +136,8 @@ def _check_identity(
 
 
 def _check_name(session: Session, name: str, own_id: int = 0) -> None:
+    if not name:
+        raise Invalid([{"field": "name", "msg": "a sender needs a name"}])
     if name.strip().lower() == DEFAULT_NAME:
         raise Invalid([{"field": "name", "msg": "'default' is the environment's sender"}])
     clash = session.scalar(select(Sender.id).where(Sender.name == name, Sender.id != own_id))
@@ -154,7 +159,7 @@ def create_sender(session: Session, settings: Settings, data: SenderCreate) -> S
 
 def update_sender(session: Session, row: Sender, data: SenderUpdate) -> dict[str, Any]:
     """Apply a PATCH; answer what changed (for the audit log)."""
-    changes = data.model_dump(exclude_unset=True, exclude={"clear", "status"})
+    changes = data.model_dump(exclude_unset=True, exclude={"clear", "status"}, exclude_none=True)
     if "name" in changes:
         if row.is_default:
             raise Invalid([{"field": "name", "msg": "the default sender keeps its name"}])
