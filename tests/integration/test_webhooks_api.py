@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from relance.campaigns import answers, inbound, sweeps
+from relance.campaigns import answers, bulk_status, inbound, sweeps
 from relance.campaigns.dispatch import claim
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import launch_campaign
@@ -439,7 +439,7 @@ def test_a_batch_is_one_transaction_a_failure_inside_it_writes_nothing(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cid, sent = launch_and_send(settings, 100)
-    real = inbound.apply_forward
+    real = bulk_status.apply_forward
     calls: list[int] = []
 
     def crash_once_applied(*args: Any, **kwargs: Any) -> Any:
