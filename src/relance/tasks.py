@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_process_init, worker_shutting_down
 
 from relance import applier
 from relance.campaigns import dispatch, inbox, launch, sweeps
@@ -47,9 +47,11 @@ def _stop_dispatching(**_: Any) -> None:
     STOPPING.set()
 
 
-@worker_ready.connect
+@worker_process_init.connect
 def _start_applier(**_: Any) -> None:
-    # In the worker's main process: the pool's tasks (a paced dispatch) never hold it back.
+    # In each pool process (they take turns: one applies at a time), beside its tasks: a
+    # thread, so that a paced dispatch never holds it back. Not in the main process: a task
+    # published from a thread there waited for its event loop (seconds for a Message 2).
     applier.start(get_settings(), followups)
 
 
