@@ -1,4 +1,4 @@
-"""The inbox applier: a thread of each worker pool process that applies the webhook inbox as
+"""The inbox applier: a thread of each worker's main process that applies the webhook inbox as
 soon as the API appends to it.
 
 The API's group commit sends ``NOTIFY relance_inbox`` with each batch of appends; this loop

@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 
 from relance import applier
 from relance.campaigns import dispatch, inbox, launch, sweeps
@@ -62,11 +62,12 @@ def _stop_dispatching(**_: Any) -> None:
     STOPPING.set()
 
 
-@worker_process_init.connect
+@worker_ready.connect
 def _start_applier(**_: Any) -> None:
-    # In each pool process (they take turns: one applies at a time), beside its tasks: a
-    # thread, so that a paced dispatch never holds it back. Not in the main process: a task
-    # published from a thread there waited for its event loop (seconds for a Message 2).
+    # A thread of the worker's main process, which only waits on its event loop: in a pool
+    # process the applier shared the interpreter with the tasks and with billiard's wait for
+    # the next one, and fell seconds behind while barely using the CPU. It publishes on
+    # connections of its own (through the main process's producer, tasks waited unsent).
     applier.start(get_settings(), CeleryFollowups(own_connection=True))
 
 
