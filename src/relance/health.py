@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -45,10 +46,21 @@ def database_ok(settings: Settings) -> dict[str, Any]:
     engine = get_engine(settings)
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return {"ok": True, "backend": engine.dialect.name}
+            # The inbox lag: the age of the oldest webhook accepted and not applied yet.
+            oldest = conn.execute(
+                text("SELECT min(received_at) FROM webhook_inbox WHERE applied_at IS NULL")
+            ).scalar()
+        lag = 0.0 if oldest is None else _age_seconds(oldest)
+        return {"ok": True, "backend": engine.dialect.name, "webhook_inbox_lag_seconds": lag}
     except Exception as exc:  # health must report, not raise
         return {"ok": False, "backend": engine.dialect.name, "error": str(exc)[:200]}
+
+
+def _age_seconds(at: Any) -> float:
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    if when.tzinfo is None:  # SQLite keeps naive UTC
+        when = when.replace(tzinfo=UTC)
+    return round(max(0.0, (datetime.now(UTC) - when).total_seconds()), 3)
 
 
 class HealthProbe:

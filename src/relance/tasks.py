@@ -34,17 +34,32 @@ DISPATCH_BUDGET_SECONDS = 20.0
 
 
 class CeleryFollowups:
-    """Followups published as Celery tasks (after the transaction commits)."""
+    """Followups published as Celery tasks (after the transaction commits).
+
+    ``own_connection``: each publish on a connection of its own, for a thread beside a pool
+    process's tasks (the inbox applier): through the shared producer pool, its messages sat
+    unsent for seconds.
+    """
+
+    def __init__(self, own_connection: bool = False) -> None:
+        self.own_connection = own_connection
+
+    def _publish(self, task: Any, **options: Any) -> None:
+        if not self.own_connection:
+            task.apply_async(**options)
+            return
+        with celery_app.connection_for_write() as conn:
+            task.apply_async(connection=conn, **options)
 
     def send_message(self, message_id: int) -> None:
-        send_single_message.delay(message_id)
+        self._publish(send_single_message, args=[message_id])
 
     def check_status(self, campaign_id: int, countdown: float) -> None:
         # The plan, task 1.1: update_campaign_status.apply_async(..., countdown=5).
-        update_campaign_status.apply_async(args=[campaign_id], countdown=countdown)
+        self._publish(update_campaign_status, args=[campaign_id], countdown=countdown)
 
     def dispatch(self) -> None:
-        send_campaign_messages.apply_async(expires=get_settings().dispatch_interval_seconds * 4)
+        self._publish(send_campaign_messages, expires=get_settings().dispatch_interval_seconds * 4)
 
 
 followups = CeleryFollowups()
@@ -58,8 +73,11 @@ def _stop_dispatching(**_: Any) -> None:
 
 @worker_ready.connect
 def _start_applier(**_: Any) -> None:
-    # In the worker's main process: the pool's tasks (a paced dispatch) never hold it back.
-    applier.start(get_settings(), followups)
+    # A thread of the worker's main process, which only waits on its event loop: in a pool
+    # process the applier shared the interpreter with the tasks and with billiard's wait for
+    # the next one, and fell seconds behind while barely using the CPU. It publishes on
+    # connections of its own (through the main process's producer, tasks waited unsent).
+    applier.start(get_settings(), CeleryFollowups(own_connection=True))
 
 
 _STARTED: dict[str, float] = {}  # task id -> when it started, in this process

@@ -346,3 +346,11 @@ def test_lag_is_the_age_of_the_oldest_unapplied_entry(pg_inbox: Settings) -> Non
     inbox.drain(pg_inbox, RecordingFollowups())
     with session_scope(pg_inbox) as session:
         assert inbox.lag_seconds(session, now) == 0.0
+
+
+def test_health_shows_the_inbox_lag(inbox_settings: Settings) -> None:
+    from relance.health import database_ok
+
+    assert database_ok(inbox_settings)["webhook_inbox_lag_seconds"] == 0.0
+    _append(inbox_settings, b"{}", at=utcnow() - timedelta(seconds=30))
+    assert database_ok(inbox_settings)["webhook_inbox_lag_seconds"] >= 30
