@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,6 +70,15 @@ def create_contact(session: Session, settings: Settings, data: ContactCreate) ->
     _flush(session, f"phone {phone} already belongs to another contact")
     repo.link_contacts(session, [(contact.id, c) for c in sorted(set(data.category_ids))])
     return contact
+
+
+def contacts_by_id(session: Session, ids: Sequence[int]) -> list[Contact]:
+    """The contacts of ``ids`` that exist, in id order."""
+    if not ids:
+        return []
+    return list(
+        session.scalars(select(Contact).where(Contact.id.in_(list(ids))).order_by(Contact.id))
+    )
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:

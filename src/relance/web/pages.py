@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from relance.accounts.roles import Permission
@@ -71,19 +72,48 @@ def _all_categories(session: Session) -> list[dict[str, Any]]:
     return [{"id": c.id, "name": c.name, "contact_count": n} for c, n in rows]
 
 
+def _form_context(session: Session, campaign: dict[str, Any] | None) -> dict[str, Any]:
+    """The campaign form, empty or filled with a campaign to edit."""
+    window = campaign["reply_window_seconds"] if campaign else get_settings().reply_window_seconds
+    unit = next(u for u in (86400, 3600, 60, 1) if window % u == 0)
+    chosen = contacts.contacts_by_id(session, campaign["contact_ids"]) if campaign else []
+    defaults = (campaign or {}).get("placeholder_defaults") or {}
+    return {
+        "active": "campaigns" if campaign else "new",
+        "campaign": campaign,
+        "categories": _all_categories(session),
+        "window_value": window // unit,
+        "window_unit": unit,
+        "chosen_contacts": [
+            {"id": c.id, "phone": c.phone, "name": f"{c.first_name} {c.last_name}".strip()}
+            for c in chosen
+        ],
+        "defaults_text": "\n".join(f"{k}={v}" for k, v in sorted(defaults.items())),
+    }
+
+
 @router.get("/campaigns/new")
 def new_campaign_page(request: Request, session: DbSession, is_signed_in: SignedIn) -> Response:
     if refused := refusal(request, is_signed_in, Permission.MANAGE_CAMPAIGNS):
         return refused
-    window = get_settings().reply_window_seconds
-    unit = next(u for u in (86400, 3600, 60, 1) if window % u == 0)
-    context = {
-        "active": "new",
-        "categories": _all_categories(session),
-        "window_value": window // unit,
-        "window_unit": unit,
-    }
-    return page(request, "campaign_new.html", context)
+    return page(request, "campaign_new.html", _form_context(session, None))
+
+
+@router.get("/campaigns/{campaign_id}/edit")
+def edit_campaign_page(
+    request: Request, campaign_id: CampaignId, session: DbSession, is_signed_in: SignedIn
+) -> Response:
+    """The form, filled: a draft, or a scheduled campaign before it starts."""
+    if refused := refusal(request, is_signed_in, Permission.MANAGE_CAMPAIGNS):
+        return refused
+    try:
+        campaign = queries.get_campaign(session, campaign_id)
+    except NotFound:
+        return page(request, "not_found.html", {"what": f"Campaign {campaign_id}"}, 404)
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
+    out = queries.campaign_out(session, campaign)
+    return page(request, "campaign_new.html", _form_context(session, out))
 
 
 @router.get("/campaigns/{campaign_id}")

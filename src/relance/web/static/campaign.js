@@ -32,6 +32,7 @@
     for (const button of document.querySelectorAll("#actions [data-action]")) {
       button.hidden = !visible[button.dataset.action];
     }
+    if ($("edit")) $("edit").hidden = !["draft", "scheduled"].includes(status);
   }
 
   function setStatus(next, reason) {
