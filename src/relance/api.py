@@ -25,7 +25,7 @@ from relance.errors import ERROR_RESPONSES, DomainError
 from relance.gate import STATE_PRINCIPAL, Gate
 from relance.health import HealthProbe
 from relance.providers.base import WebhookRejected
-from relance.web import account_pages, pages, session
+from relance.web import account_pages, contact_pages, pages, session
 
 ROUTERS = (
     contact_endpoints.router,
@@ -39,6 +39,7 @@ ROUTERS = (
     key_endpoints.router,
     session.router,
     pages.router,
+    contact_pages.router,
     account_pages.router,
 )
 

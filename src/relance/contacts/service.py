@@ -93,6 +93,7 @@ class ContactQuery:
     offset: int = 0
     category_id: int | None = None
     search: str | None = None  # part of a name or phone, or a whole phone however written
+    opted_out: bool | None = None  # only those opted out (True) or not (False)
 
 
 def search_terms(settings: Settings, text: str | None) -> tuple[str | None, str | None]:
@@ -113,7 +114,10 @@ def list_contacts(
     """One page of contacts in id order, and how many match in all."""
     search, exact_phone = search_terms(settings, query.search)
     stmt = repo.contacts_query(
-        category_id=query.category_id, search=search, exact_phone=exact_phone
+        category_id=query.category_id,
+        search=search,
+        exact_phone=exact_phone,
+        opted_out=query.opted_out,
     )
     return repo.page(session, stmt, query.limit, query.offset)
 

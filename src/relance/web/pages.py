@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from relance.accounts.roles import Permission
 from relance.campaigns import queries, results
-from relance.campaigns.domain import CampaignStatus, OptSource, RecipientState
+from relance.campaigns.domain import CampaignStatus, RecipientState
 from relance.config import get_settings
 from relance.contacts import service as contacts
 from relance.contacts.schemas import MAX_ID
@@ -156,60 +155,3 @@ RECIPIENT_SORTS = [
     ("-message_2_sent_at", "Latest Message 2 first"),
     ("-no_interaction_at", "Latest windows closed first"),
 ]
-
-
-def _int_or_none(text: str) -> int | None:
-    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_ID else None
-
-
-# What each opt-out or opt-in came from (OptSource), as the contacts page says it.
-OPT_SOURCES: dict[str, str] = {
-    OptSource.KEYWORD: "STOP keyword",
-    OptSource.BUTTON: "Stop promotions button",
-    OptSource.PREFERENCE: "WhatsApp setting",
-    OptSource.API: "API",
-    OptSource.SEND_ERROR: "WhatsApp refusing a send",
-}
-
-
-@router.get("/contacts")
-def contacts_page(
-    request: Request,
-    session: DbSession,
-    is_signed_in: SignedIn,
-    q: Annotated[str, Query(max_length=200)] = "",
-    category: Annotated[str, Query(max_length=20)] = "",
-    page_number: Annotated[int, Query(alias="page", ge=1, le=10**6)] = 1,
-) -> Response:
-    """Contacts with search, category filter and pages; ``category=`` (All) is no filter."""
-    if not is_signed_in:
-        return to_login(request)
-    q = q.replace("\x00", "").strip()
-    category_id = _int_or_none(category)
-    query = contacts.ContactQuery(PAGE_SIZE, (page_number - 1) * PAGE_SIZE, category_id, q or None)
-    items, total = contacts.list_contacts(session, get_settings(), query)
-    categories = _all_categories(session)
-    names = {c["id"]: c["name"] for c in categories}
-    links = contacts.category_ids_of(session, items)
-    rows = [
-        {
-            "contact": c,
-            "categories": [names.get(i, f"#{i}") for i in links[c.id]],
-            "attributes": ", ".join(f"{k}: {v}" for k, v in sorted(c.attributes.items())),
-        }
-        for c in items
-    ]
-    filters = {"q": q, "category": str(category_id or "")}
-    context = {
-        "active": "contacts",
-        "rows": rows,
-        "total": total,
-        "categories": categories,
-        "q": q,
-        "category_id": category_id,
-        "page_number": page_number,
-        "pages": _pages(total),
-        "query": lambda n: urlencode({**{k: v for k, v in filters.items() if v}, "page": n}),
-        "opt_sources": OPT_SOURCES,
-    }
-    return page(request, "contacts.html", context)
