@@ -452,7 +452,7 @@
       // A template value the API refuses (an unclosed placeholder...): said by its preview.
       const detail = Array.isArray(answer.data && answer.data.detail) ? answer.data.detail : [];
       for (const picker of pickers) {
-        const said = detail.filter((d) => String(d.field).startsWith(picker.prefix)).map((d) => d.field + ": " + d.msg);
+        const said = detail.filter((d) => String(d.field).startsWith(picker.prefix)).map((d) => d.field + ": " + (d.message || d.msg));
         if (said.length) showTemplatePreview(picker.prefix, null, said);
       }
       return;

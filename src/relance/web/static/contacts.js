@@ -92,7 +92,7 @@
     $("import-button").disabled = false;
     if (!answer.ok) {
       const detail = answer.data && answer.data.detail;
-      const text = Array.isArray(detail) ? detail.map((d) => d.msg).join(" ") : String(detail);
+      const text = Array.isArray(detail) ? detail.map((d) => d.message || d.msg).join(" ") : String(detail);
       R.showAlert($("import-error"), "Import refused: " + text);
       return;
     }
