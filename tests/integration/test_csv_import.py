@@ -317,5 +317,5 @@ def test_a_bad_byte_after_several_batches_is_422_and_writes_nothing(settings: Se
         import_contacts(settings, io.BytesIO(content), batch_size=2)
     detail = caught.value.detail[0]
     assert detail["field"] == "file"
-    assert f"invalid byte at position {content.index(b'M') + 1}" in detail["message"]
+    assert f"invalid byte at position {content.index(b'M') + 1}" in detail["msg"]
     assert row_counts(settings, *TABLES) == dict.fromkeys(TABLES, 0)
