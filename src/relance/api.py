@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
@@ -21,13 +21,14 @@ from relance.campaigns import result_endpoints, template_endpoints, webhook_endp
 from relance.config import Settings, get_settings
 from relance.contacts import category_endpoints
 from relance.contacts import endpoints as contact_endpoints
+from relance.deps import known_query_only
 from relance.errors import ERROR_RESPONSES, DomainError
 from relance.gate import STATE_PRINCIPAL, Gate
 from relance.health import HealthProbe
 from relance.metrics.http import METRICS_PATH, RequestMetrics, metrics_endpoint
 from relance.providers.base import WebhookRejected
 from relance.senders import endpoints as sender_endpoints
-from relance.web import account_pages, pages, sender_pages, session
+from relance.web import account_pages, contact_pages, pages, sender_pages, session
 
 ROUTERS = (
     contact_endpoints.router,
@@ -42,6 +43,17 @@ ROUTERS = (
     key_endpoints.router,
     session.router,
     pages.router,
+    contact_pages.router,
+    account_pages.router,
+    sender_pages.router,
+)
+
+
+LENIENT = (
+    webhook_endpoints.router,
+    session.router,
+    pages.router,
+    contact_pages.router,
     account_pages.router,
     sender_pages.router,
 )
@@ -59,8 +71,26 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        out.append({"loc": list(loc), "field": _field_name(loc), "msg": msg, "type": err["type"]})
+        out.append({"field": _field_name(loc), "message": msg})
     return out
+
+
+def error_body(detail: Any) -> dict[str, Any]:
+    """The one error shape (README "Errors"): ``{"detail": "..."}``, or ``{"detail": [{"field",
+    "message"}]}`` when fields are at fault; the services' ``{field, msg}`` lists become it."""
+    if isinstance(detail, list):
+        return {
+            "detail": [
+                {
+                    "field": str(item.get("field") or "body"),
+                    "message": str(item.get("message", item.get("msg", ""))),
+                }
+                if isinstance(item, dict)
+                else {"field": "body", "message": str(item)}
+                for item in detail
+            ]
+        }
+    return {"detail": detail if isinstance(detail, str) else str(detail)}
 
 
 class HealthOut(BaseModel):
@@ -128,6 +158,7 @@ def _openapi_with_permissions(app: FastAPI) -> dict[str, Any]:
                     },
                 },
             )
+        _one_error_shape(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -143,6 +174,23 @@ SERVER_OPTIONS: dict[str, Any] = {
 }
 
 
+def _one_error_shape(schema: dict[str, Any]) -> None:
+    """Every error response names the one shape (``ErrorOut``), FastAPI's own 422 included."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            unprocessable = operation.get("responses", {}).get("422")
+            if unprocessable is not None:
+                unprocessable["content"] = error
+                unprocessable["description"] = (
+                    "Invalid input, or a query parameter the route does not take: "
+                    "the detail names each field"
+                )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -153,11 +201,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(DomainError)
     async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(error_body(exc.detail), status_code=exc.status_code)
 
     @app.exception_handler(WebhookRejected)
     async def _webhook_rejected(_: Request, exc: WebhookRejected) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(error_body(exc.detail), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -175,7 +223,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)
     for router in ROUTERS:
-        app.include_router(router, responses=ERROR_RESPONSES)
+        # The JSON API refuses query parameters it does not take; pages and webhooks do not
+        # (providers add their own, a page's links may carry a hint).
+        strict = [Depends(known_query_only)] if router not in LENIENT else []
+        app.include_router(router, responses=ERROR_RESPONSES, dependencies=strict)
     app.add_middleware(Gate, settings=settings)
     # Outermost: it counts the gate's refusals too.
     app.add_middleware(RequestMetrics, settings=settings)

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -14,6 +16,7 @@ from relance.accounts.roles import Permission
 from relance.campaigns.followups import Followups
 from relance.config import Settings, get_settings
 from relance.db import session_scope
+from relance.errors import Invalid
 from relance.gate import STATE_PRINCIPAL
 
 
@@ -84,6 +87,39 @@ SendersAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_SENDERS))]
 UsersAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_USERS))]
 KeysOwner = Annotated[Principal, Depends(require(Permission.OWN_KEYS))]
 AuditReader = Annotated[Principal, Depends(require(Permission.READ_AUDIT))]
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _known_query(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route (its dependencies included) declares, by their names."""
+    known = getattr(route, "_relance_known_query", None)
+    if known is None:
+        known = frozenset(_query_names(route.dependant))
+        route._relance_known_query = known  # type: ignore[attr-defined]  # computed once
+    return known
+
+
+def known_query_only(request: Request) -> None:
+    """422 naming a query parameter the route does not take: a misspelt filter (``?q=Anne``
+    where the route takes ``search``) must not silently answer everything."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params) - _known_query(route))
+    if unknown:
+        takes = ", ".join(sorted(_known_query(route))) or "none"
+        raise Invalid(
+            [
+                {"field": name, "msg": f"unknown query parameter (this route takes: {takes})"}
+                for name in unknown[:20]
+            ]
+        )
 
 
 def get_followups() -> Followups:

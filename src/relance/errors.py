@@ -44,10 +44,18 @@ def found(value: T | None, kind: str, ident: object) -> T:
     return value
 
 
-class ErrorOut(BaseModel):
-    """Every error: a message, or a list of {loc, field, msg, type} for invalid fields."""
+class FieldError(BaseModel):
+    """What is wrong with one field (``category_ids.0``, ``after``, ``body``)."""
 
-    detail: Any = Field(examples=["contact 7 not found"])
+    field: str = Field(examples=["phone"])
+    message: str = Field(examples=["not a phone number"])
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx (and 503): ``{"detail": "..."}``, or ``{"detail": [{"field", "message"}]}``
+    when fields are at fault (every 422 names its field)."""
+
+    detail: str | list[FieldError] = Field(examples=["contact 7 not found"])
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

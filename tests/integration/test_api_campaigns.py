@@ -137,7 +137,7 @@ def test_launch_refuses_empty_audience_and_missing_placeholders(
     assert r.json()["detail"] == [
         {
             "field": "category_ids",
-            "msg": "the audience is empty once opted-out contacts are removed",
+            "message": "the audience is empty once opted-out contacts are removed",
         }
     ]
     needs_city = _create(client, category_id, message_1="Bonjour {first_name} de {city}")
@@ -146,7 +146,7 @@ def test_launch_refuses_empty_audience_and_missing_placeholders(
     assert r.status_code == 422
     [problem] = r.json()["detail"]
     assert problem["field"] == "placeholder_defaults"
-    assert "{city} missing for 6 recipient(s)" in problem["msg"]
+    assert "{city} missing for 6 recipient(s)" in problem["message"]
     assert row_counts(settings, *TABLES) == before
     assert client.get(f"/api/campaigns/{needs_city['id']}").json()["status"] == "draft"
     r = client.patch(
@@ -285,12 +285,12 @@ def test_launch_refuses_texts_too_long_once_personalised(
     assert r.json()["detail"] == [
         {
             "field": "message_1",
-            "msg": "message_1 is up to 10,008 characters once personalised for 3 recipient(s) "
+            "message": "message_1 is up to 10,008 characters once personalised for 3 recipient(s) "
             f"(contact {ids[0]} first); WhatsApp allows 4,096",
         },
         {
             "field": "message_1_template.parameters.1",
-            "msg": "message_1_template.parameters.1 is up to 10,000 characters once "
+            "message": "message_1_template.parameters.1 is up to 10,000 characters once "
             f"personalised for 3 recipient(s) (contact {ids[0]} first); "
             "a WhatsApp template parameter allows 1,024",
         },

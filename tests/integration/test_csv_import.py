@@ -187,7 +187,7 @@ def test_a_file_that_is_not_a_usable_csv_is_422_and_writes_nothing(
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert detail[0]["field"] == "file"
-    assert message in detail[0]["msg"]
+    assert message in detail[0]["message"]
     assert row_counts(settings, *TABLES) == dict.fromkeys(TABLES, 0)
 
 

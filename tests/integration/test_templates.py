@@ -203,7 +203,7 @@ def test_a_plain_text_message_1_cannot_launch_on_meta(
     assert r.status_code == 422, r.text
     [problem] = r.json()["detail"]
     assert problem["field"] == "message_1_template"
-    assert "24 h" in problem["msg"] and "approved template" in problem["msg"]
+    assert "24 h" in problem["message"] and "approved template" in problem["message"]
     assert row_counts(meta_settings, "recipients", "messages") == before
     assert meta_client.get(f"/api/campaigns/{cid}").json()["status"] == "draft"
 

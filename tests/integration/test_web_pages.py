@@ -17,7 +17,7 @@ from relance.config import Settings
 from relance.db import session_scope
 from relance.deps import get_followups
 from relance.gate import SESSION_COOKIE
-from relance.models import Contact
+from relance.models import Contact, utcnow
 from relance.providers.base import PermanentError
 from tests.support.api import PASSWORD, new_user
 from tests.support.engine import FakeProvider, make_campaign, phone, run_dispatch, seed_contacts
@@ -164,9 +164,16 @@ def test_contacts_page_searches_filters_and_pages(browser: TestClient, settings:
     assert phones("/contacts?page=2") == 15
     assert phones(f"/contacts?category={clients}") == 50
     assert phones(f"/contacts?category={clients}&page=2") == 10
-    assert phones("/contacts?category=&q=Ada59") == 1  # "All" sends an empty category
-    assert phones("/contacts?q=%2B33600000007") == 1
+    assert phones("/contacts?category=&search=Ada59") == 1  # "All" sends an empty category
+    assert phones("/contacts?search=%2B33600000007") == 1
     assert phones("/contacts?category=abc") == 50  # not an id: no filter, no error
+    with session_scope(settings) as session:
+        session.query(Contact).filter(Contact.first_name == "Ada3").update(
+            {"opted_out_at": utcnow()}
+        )
+    assert phones(f"/contacts?category={clients}&state=opted_out") == 1
+    assert phones(f"/contacts?category={clients}&state=subscribed&page=2") == 9
+    assert "/api/contacts.csv?opted_out=true" in browser.get("/contacts?state=opted_out").text
 
 
 def test_preview_personalises_for_the_first_contact_of_the_categories(
@@ -368,7 +375,7 @@ def test_contacts_page_says_when_and_from_what_each_contact_opted_out_or_in(
     assert "opted" not in rows[2]
     r = browser.patch("/api/contacts/1", json={"opted_out": False})
     assert r.status_code == 200
-    assert "opted back in by API" in contact_rows(browser)[0]
+    assert "opted back in by the dashboard or the API" in contact_rows(browser)[0]
 
 
 def contact_rows(browser: TestClient) -> list[str]:

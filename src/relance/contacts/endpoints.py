@@ -45,6 +45,9 @@ ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
 CategoryIdParam = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
+OptedOutParam = Annotated[
+    bool | None, Query(description="true: only the opted out; false: only the others")
+]
 Search = Annotated[
     str | None,
     Query(max_length=200, description="part of a name or phone, case-insensitive"),
@@ -108,8 +111,9 @@ def list_contacts(
     offset: Offset = 0,
     category_id: CategoryIdParam = None,
     search: Search = None,
+    opted_out: OptedOutParam = None,
 ) -> ContactPage:
-    query = service.ContactQuery(limit, offset, category_id, search)
+    query = service.ContactQuery(limit, offset, category_id, search, opted_out)
     items, total = service.list_contacts(session, settings, query)
     return ContactPage(items=contact_out(session, items), total=total, limit=limit, offset=offset)
 
@@ -127,6 +131,7 @@ def export_contacts(
     address: Address,
     category_id: CategoryIdParam = None,
     search: Search = None,
+    opted_out: OptedOutParam = None,
 ) -> StreamingResponse:
     """The contacts (same filters as the list) as CSV: UTF-8 with a BOM, formula-like cells
     quoted, streamed in batches (constant memory)."""
@@ -139,8 +144,10 @@ def export_contacts(
         what="contacts",
         category_id=category_id,
         search=search,
+        opted_out=opted_out,
     )
-    rows = export.contact_rows(settings, service.ContactQuery(export.BATCH, 0, category_id, search))
+    query = service.ContactQuery(export.BATCH, 0, category_id, search, opted_out)
+    rows = export.contact_rows(settings, query)
     return StreamingResponse(
         (chunk.encode() for chunk in csv_export.lines(export.COLUMNS, rows)),
         media_type="text/csv; charset=utf-8",

@@ -38,7 +38,10 @@ def contact_rows(settings: Settings, query: ContactQuery) -> Iterator[list[list[
     """Batches of CSV rows, each batch read in a short transaction of its own."""
     search, exact_phone = search_terms(settings, query.search)
     stmt = repo.contacts_query(
-        category_id=query.category_id, search=search, exact_phone=exact_phone
+        category_id=query.category_id,
+        search=search,
+        exact_phone=exact_phone,
+        opted_out=query.opted_out,
     )
     after = 0
     while True:

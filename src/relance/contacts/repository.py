@@ -124,9 +124,17 @@ def link_contacts(session: Session, pairs: Sequence[tuple[int, int]]) -> None:
 
 
 def contacts_query(
-    *, category_id: int | None, search: str | None, exact_phone: str | None
+    *,
+    category_id: int | None,
+    search: str | None,
+    exact_phone: str | None,
+    opted_out: bool | None = None,
 ) -> Select[Contact]:
     stmt = select(Contact)
+    if opted_out is not None:
+        stmt = stmt.where(
+            Contact.opted_out_at.is_not(None) if opted_out else Contact.opted_out_at.is_(None)
+        )
     if category_id is not None:
         stmt = stmt.where(
             exists().where(LINKS.c.contact_id == Contact.id, LINKS.c.category_id == category_id)

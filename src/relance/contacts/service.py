@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,6 +72,15 @@ def create_contact(session: Session, settings: Settings, data: ContactCreate) ->
     return contact
 
 
+def contacts_by_id(session: Session, ids: Sequence[int]) -> list[Contact]:
+    """The contacts of ``ids`` that exist, in id order."""
+    if not ids:
+        return []
+    return list(
+        session.scalars(select(Contact).where(Contact.id.in_(list(ids))).order_by(Contact.id))
+    )
+
+
 def get_contact(session: Session, contact_id: int) -> Contact:
     return found(repo.get_contact(session, contact_id), "contact", contact_id)
 
@@ -83,6 +93,7 @@ class ContactQuery:
     offset: int = 0
     category_id: int | None = None
     search: str | None = None  # part of a name or phone, or a whole phone however written
+    opted_out: bool | None = None  # only those opted out (True) or not (False)
 
 
 def search_terms(settings: Settings, text: str | None) -> tuple[str | None, str | None]:
@@ -103,7 +114,10 @@ def list_contacts(
     """One page of contacts in id order, and how many match in all."""
     search, exact_phone = search_terms(settings, query.search)
     stmt = repo.contacts_query(
-        category_id=query.category_id, search=search, exact_phone=exact_phone
+        category_id=query.category_id,
+        search=search,
+        exact_phone=exact_phone,
+        opted_out=query.opted_out,
     )
     return repo.page(session, stmt, query.limit, query.offset)
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from relance.accounts.roles import Permission
 from relance.campaigns import queries, results
-from relance.campaigns.domain import CampaignStatus, OptSource, RecipientState
+from relance.campaigns.domain import CampaignStatus, RecipientState
 from relance.config import get_settings
 from relance.contacts import service as contacts
 from relance.contacts.schemas import MAX_ID
@@ -71,19 +71,48 @@ def _all_categories(session: Session) -> list[dict[str, Any]]:
     return [{"id": c.id, "name": c.name, "contact_count": n} for c, n in rows]
 
 
+def _form_context(session: Session, campaign: dict[str, Any] | None) -> dict[str, Any]:
+    """The campaign form, empty or filled with a campaign to edit."""
+    window = campaign["reply_window_seconds"] if campaign else get_settings().reply_window_seconds
+    unit = next(u for u in (86400, 3600, 60, 1) if window % u == 0)
+    chosen = contacts.contacts_by_id(session, campaign["contact_ids"]) if campaign else []
+    defaults = (campaign or {}).get("placeholder_defaults") or {}
+    return {
+        "active": "campaigns" if campaign else "new",
+        "campaign": campaign,
+        "categories": _all_categories(session),
+        "window_value": window // unit,
+        "window_unit": unit,
+        "chosen_contacts": [
+            {"id": c.id, "phone": c.phone, "name": f"{c.first_name} {c.last_name}".strip()}
+            for c in chosen
+        ],
+        "defaults_text": "\n".join(f"{k}={v}" for k, v in sorted(defaults.items())),
+    }
+
+
 @router.get("/campaigns/new")
 def new_campaign_page(request: Request, session: DbSession, is_signed_in: SignedIn) -> Response:
     if refused := refusal(request, is_signed_in, Permission.MANAGE_CAMPAIGNS):
         return refused
-    window = get_settings().reply_window_seconds
-    unit = next(u for u in (86400, 3600, 60, 1) if window % u == 0)
-    context = {
-        "active": "new",
-        "categories": _all_categories(session),
-        "window_value": window // unit,
-        "window_unit": unit,
-    }
-    return page(request, "campaign_new.html", context)
+    return page(request, "campaign_new.html", _form_context(session, None))
+
+
+@router.get("/campaigns/{campaign_id}/edit")
+def edit_campaign_page(
+    request: Request, campaign_id: CampaignId, session: DbSession, is_signed_in: SignedIn
+) -> Response:
+    """The form, filled: a draft, or a scheduled campaign before it starts."""
+    if refused := refusal(request, is_signed_in, Permission.MANAGE_CAMPAIGNS):
+        return refused
+    try:
+        campaign = queries.get_campaign(session, campaign_id)
+    except NotFound:
+        return page(request, "not_found.html", {"what": f"Campaign {campaign_id}"}, 404)
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
+    out = queries.campaign_out(session, campaign)
+    return page(request, "campaign_new.html", _form_context(session, out))
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -126,60 +155,3 @@ RECIPIENT_SORTS = [
     ("-message_2_sent_at", "Latest Message 2 first"),
     ("-no_interaction_at", "Latest windows closed first"),
 ]
-
-
-def _int_or_none(text: str) -> int | None:
-    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_ID else None
-
-
-# What each opt-out or opt-in came from (OptSource), as the contacts page says it.
-OPT_SOURCES: dict[str, str] = {
-    OptSource.KEYWORD: "STOP keyword",
-    OptSource.BUTTON: "Stop promotions button",
-    OptSource.PREFERENCE: "WhatsApp setting",
-    OptSource.API: "API",
-    OptSource.SEND_ERROR: "WhatsApp refusing a send",
-}
-
-
-@router.get("/contacts")
-def contacts_page(
-    request: Request,
-    session: DbSession,
-    is_signed_in: SignedIn,
-    q: Annotated[str, Query(max_length=200)] = "",
-    category: Annotated[str, Query(max_length=20)] = "",
-    page_number: Annotated[int, Query(alias="page", ge=1, le=10**6)] = 1,
-) -> Response:
-    """Contacts with search, category filter and pages; ``category=`` (All) is no filter."""
-    if not is_signed_in:
-        return to_login(request)
-    q = q.replace("\x00", "").strip()
-    category_id = _int_or_none(category)
-    query = contacts.ContactQuery(PAGE_SIZE, (page_number - 1) * PAGE_SIZE, category_id, q or None)
-    items, total = contacts.list_contacts(session, get_settings(), query)
-    categories = _all_categories(session)
-    names = {c["id"]: c["name"] for c in categories}
-    links = contacts.category_ids_of(session, items)
-    rows = [
-        {
-            "contact": c,
-            "categories": [names.get(i, f"#{i}") for i in links[c.id]],
-            "attributes": ", ".join(f"{k}: {v}" for k, v in sorted(c.attributes.items())),
-        }
-        for c in items
-    ]
-    filters = {"q": q, "category": str(category_id or "")}
-    context = {
-        "active": "contacts",
-        "rows": rows,
-        "total": total,
-        "categories": categories,
-        "q": q,
-        "category_id": category_id,
-        "page_number": page_number,
-        "pages": _pages(total),
-        "query": lambda n: urlencode({**{k: v for k, v in filters.items() if v}, "page": n}),
-        "opt_sources": OPT_SOURCES,
-    }
-    return page(request, "contacts.html", context)

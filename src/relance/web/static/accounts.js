@@ -7,7 +7,7 @@
 
   function detailText(data) {
     const detail = data && data.detail;
-    if (Array.isArray(detail)) return detail.map((d) => (d.field ? d.field + ": " : "") + d.msg).join(" ");
+    if (Array.isArray(detail)) return detail.map((d) => (d.field ? d.field + ": " : "") + (d.message || d.msg)).join(" ");
     return String(detail || "refused");
   }
 

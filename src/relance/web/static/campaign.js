@@ -32,6 +32,7 @@
     for (const button of document.querySelectorAll("#actions [data-action]")) {
       button.hidden = !visible[button.dataset.action];
     }
+    if ($("edit")) $("edit").hidden = !["draft", "scheduled"].includes(status);
   }
 
   function setStatus(next, reason) {
@@ -228,7 +229,7 @@
     if (!answer.ok) {
       const detail = answer.data && answer.data.detail;
       // A launch refused for several texts answers a list of {field, msg}: show each sentence.
-      const text = Array.isArray(detail) ? detail.map((d) => d.msg || JSON.stringify(d)).join(" ") : detail;
+      const text = Array.isArray(detail) ? detail.map((d) => d.message || d.msg || JSON.stringify(d)).join(" ") : detail;
       R.showAlert($("action-error"), typeof text === "string" ? text : JSON.stringify(text));
       return;
     }

@@ -2,11 +2,16 @@
 "use strict";
 
 (() => {
-  const { api, showAlert, clearErrors, showErrors } = window.relance;
+  const R = window.relance;
+  const { api, showAlert, clearErrors, showErrors } = R;
   const form = document.getElementById("campaign-form");
   const formError = document.getElementById("form-error");
   const $ = (id) => document.getElementById(id);
-  let draftId = null; // set once saved: a second try edits that draft instead of making another
+  // Set once saved (or when editing): a second try edits that draft instead of making another.
+  let draftId = form.dataset.campaignId ? Number(form.dataset.campaignId) : null;
+  const editing = draftId !== null;
+  const chosen = new Map(JSON.parse(form.dataset.contacts || "[]").map((c) => [c.id, c]));
+  let reachable = 0;
 
   // WhatsApp templates ----------------------------------------------------------------------
   // With the meta provider, GET /api/templates lists the business account's templates; each
@@ -155,6 +160,18 @@
     for (const picker of pickers) picker.fill(templates);
   }
 
+  function contactIds() {
+    return [...chosen.keys()];
+  }
+
+  function scheduledAt() {
+    const value = $("scheduled_at").value;
+    if (!value) return null;
+    const when = new Date(value);
+    if (Number.isNaN(when.getTime())) throw { field: "scheduled_at", msg: "enter a date and time" };
+    return when.toISOString();
+  }
+
   function categoryIds() {
     return [...form.querySelectorAll('input[name="category_ids"]:checked')].map((box) => Number(box.value));
   }
@@ -189,10 +206,16 @@
       message_1: $("message_1").value,
       message_2: $("message_2").value.trim() ? $("message_2").value : null,
       category_ids: categoryIds(),
+      contact_ids: contactIds(),
       reply_window_seconds: replyWindowSeconds(),
       placeholder_defaults: parseDefaults(),
+      scheduled_at: scheduledAt(),
     };
-    for (const picker of pickers) data[picker.prefix] = picker.value();
+    for (const picker of pickers) {
+      const value = picker.value();
+      // Editing keeps a stored template the picker did not load (none listed without meta).
+      if (value !== null || !editing) data[picker.prefix] = value;
+    }
     return data;
   }
 
@@ -240,12 +263,26 @@
   });
 
   $("launch").addEventListener("click", async () => {
-    const reach = $("audience-count").value || $("audience-count").textContent;
-    if (!confirm("Send Message 1 to " + reach + " contact(s) now?")) return;
+    if (reachable === 0) return; // the button says why it is disabled
+    let when = null;
+    try {
+      when = scheduledAt();
+    } catch (_) {
+      /* said by save() */
+    }
+    const question = when
+      ? "Schedule Message 1 to " + reachable + " contact(s) for " + R.formatTime(when) + "?"
+      : "Send Message 1 to " + reachable + " contact(s) now?";
+    if (!confirm(question)) return;
     busy(true);
     const saved = await save();
     if (!saved) {
       busy(false);
+      return;
+    }
+    if (saved.status === "scheduled") {
+      // An edited scheduled campaign stays scheduled: launching it now would start it at once.
+      location.assign("/campaigns/" + saved.id);
       return;
     }
     const answer = await api("POST", "/api/campaigns/" + saved.id + "/launch");
@@ -259,20 +296,132 @@
     showAlert(formError, formError.textContent + saidDraft);
   });
 
+  // The launch button: "Schedule" with a start time; disabled, with why, without an audience.
+  function showReach(count) {
+    if (count !== null) reachable = count;
+    const launch = $("launch");
+    launch.textContent = $("scheduled_at").value ? "Schedule" : "Launch";
+    launch.disabled = reachable === 0;
+    $("launch-blocked").hidden = reachable !== 0;
+    $("launch-blocked").textContent =
+      "Nothing to send yet: the audience has no reachable contact. Choose a category or contacts.";
+  }
+
+  // Individual contacts -------------------------------------------------------------------
+  function renderChosen() {
+    $("chosen-contacts").replaceChildren(
+      ...[...chosen.values()].map((contact) => {
+        const item = element("li", "chip", (contact.name || contact.phone) + " ");
+        item.dataset.contactId = String(contact.id);
+        const remove = element("button", "link", "×");
+        remove.type = "button";
+        remove.setAttribute("aria-label", "Remove " + (contact.name || contact.phone));
+        remove.addEventListener("click", () => {
+          chosen.delete(contact.id);
+          renderChosen();
+          refreshCount();
+          schedulePreview();
+        });
+        item.append(remove);
+        return item;
+      }),
+    );
+  }
+
+  let searchTimer = null;
+  $("contact-search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(searchContacts, 250);
+  });
+
+  async function searchContacts() {
+    const text = $("contact-search").value.trim();
+    if (!text) {
+      $("contact-results").replaceChildren();
+      return;
+    }
+    const answer = await api("GET", "/api/contacts?limit=8&search=" + encodeURIComponent(text));
+    if (!answer.ok) return;
+    $("contact-results").replaceChildren(
+      ...answer.data.items.map((contact) => {
+        const name = [contact.first_name, contact.last_name].filter(Boolean).join(" ");
+        const item = element("li", "", "");
+        const add = element("button", "", "Add " + (name || contact.phone) + " · " + contact.phone);
+        add.type = "button";
+        add.disabled = chosen.has(contact.id) || contact.opted_out;
+        add.addEventListener("click", () => {
+          chosen.set(contact.id, { id: contact.id, phone: contact.phone, name });
+          renderChosen();
+          $("contact-results").replaceChildren();
+          $("contact-search").value = "";
+          refreshCount();
+          schedulePreview();
+        });
+        item.append(add);
+        return item;
+      }),
+    );
+  }
+
+  // Placeholders some contacts lack, over the whole audience, with a fallback to give in place.
+  function setDefault(name, value) {
+    const kept = lines($("placeholder_defaults").value).filter((line) => line.split("=")[0].trim() !== name);
+    if (value) kept.push(name + "=" + value);
+    $("placeholder_defaults").value = kept.join("\n");
+  }
+
+  function showAudienceMissing(items) {
+    const box = $("audience-missing");
+    const focused = document.activeElement && document.activeElement.dataset.fallback;
+    if (focused) return; // typing a fallback: keep its input
+    box.hidden = items.length === 0;
+    box.replaceChildren(
+      ...items.map((item) => {
+        const row = element("p", "missing-row", "");
+        row.dataset.placeholder = item.placeholder;
+        const examples = item.examples.map((e) => (e.name ? e.name + " " : "") + e.phone).join(", ");
+        row.append(
+          element(
+            "span",
+            "",
+            "{" + item.placeholder + "} has no value for " + item.contacts + " contact(s)" +
+              (examples ? " (e.g. " + examples + ")" : "") + ". Fallback: ",
+          ),
+        );
+        const input = document.createElement("input");
+        input.type = "text";
+        input.dataset.fallback = item.placeholder;
+        input.setAttribute("aria-label", "Fallback for {" + item.placeholder + "}");
+        input.addEventListener("change", () => {
+          setDefault(item.placeholder, input.value.trim());
+          input.blur();
+          schedulePreview();
+        });
+        row.append(input);
+        return row;
+      }),
+    );
+  }
+
   // Live audience count -------------------------------------------------------------------
   let countRequest = 0;
   async function refreshCount() {
     const ids = categoryIds();
     const mine = ++countRequest;
-    if (!ids.length) {
+    if (!ids.length && !chosen.size) {
       $("audience-count").value = "0";
       $("audience-opted-out").textContent = "";
+      showReach(0);
       return;
     }
-    const query = ids.map((id) => "category_ids=" + id).join("&");
+    const query = [
+      ...ids.map((id) => "category_ids=" + id),
+      ...contactIds().map((id) => "contact_ids=" + id),
+    ].join("&");
     const answer = await api("GET", "/api/audience/count?" + query);
     if (mine !== countRequest || !answer.ok) return;
     $("audience-count").value = String(answer.data.reachable);
+    showReach(answer.data.reachable);
     $("audience-opted-out").textContent = answer.data.opted_out
       ? "(" + answer.data.opted_out + " opted out, skipped)"
       : "";
@@ -293,6 +442,7 @@
       message_1: $("message_1").value,
       message_2: $("message_2").value.trim() ? $("message_2").value : null,
       category_ids: categoryIds(),
+      contact_ids: contactIds(),
       placeholder_defaults: defaults,
     };
     for (const picker of pickers) request[picker.prefix] = picker.value();
@@ -302,7 +452,7 @@
       // A template value the API refuses (an unclosed placeholder...): said by its preview.
       const detail = Array.isArray(answer.data && answer.data.detail) ? answer.data.detail : [];
       for (const picker of pickers) {
-        const said = detail.filter((d) => String(d.field).startsWith(picker.prefix)).map((d) => d.field + ": " + d.msg);
+        const said = detail.filter((d) => String(d.field).startsWith(picker.prefix)).map((d) => d.field + ": " + (d.message || d.msg));
         if (said.length) showTemplatePreview(picker.prefix, null, said);
       }
       return;
@@ -322,6 +472,7 @@
         .map(([field, msg]) => field + ": " + msg);
       showTemplatePreview(picker.prefix, data[picker.prefix], errors);
     }
+    showAudienceMissing(data.audience_missing || []);
     const missing = $("preview-missing");
     missing.hidden = !(contact && data.missing.length);
     missing.textContent = missing.hidden
@@ -385,6 +536,14 @@
     }
   });
   form.addEventListener("submit", (event) => event.preventDefault());
+  $("scheduled_at").addEventListener("input", showReach.bind(null, null));
+  const initialTime = R.parseTime($("scheduled_at").dataset.value);
+  if (initialTime) {
+    // datetime-local wants the local wall time, without a zone.
+    const local = new Date(initialTime.getTime() - initialTime.getTimezoneOffset() * 60000);
+    $("scheduled_at").value = local.toISOString().slice(0, 16);
+  }
+  renderChosen();
   refreshCount();
   refreshPreview();
   loadTemplates();

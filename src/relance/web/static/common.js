@@ -136,7 +136,7 @@ window.relance = (() => {
     const general = [];
     const items = Array.isArray(detail) ? detail : [{ field: null, msg: detail }];
     for (const item of items) {
-      const msg = typeof item === "string" ? item : (item && (item.msg || JSON.stringify(item))) || "invalid";
+      const msg = typeof item === "string" ? item : (item && (item.message || item.msg || JSON.stringify(item))) || "invalid";
       let field = item && typeof item === "object" ? item.field : null;
       if (!field && hints) field = hints(msg);
       const slot = field ? errorSlot(form, field) : null;

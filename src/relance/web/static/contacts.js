@@ -41,6 +41,40 @@
     R.localiseTimes(document);
   }
 
+  // Categories: create, rename, delete (a category that campaigns not started yet use is
+  // refused, naming them: the API's 409 is shown as it is).
+  const categories = $("categories-card");
+  if (categories) {
+    const say = (answer) => {
+      const detail = answer.data && answer.data.detail;
+      const text = Array.isArray(detail) ? detail.map((d) => d.msg || d.message).join(" ") : String(detail);
+      R.showAlert($("categories-error"), text);
+    };
+    categories.addEventListener("click", async (event) => {
+      const button = event.target.closest("[data-category-action]");
+      if (!button) return;
+      const row = button.closest("[data-category-id]");
+      const path = "/api/categories/" + row.dataset.categoryId;
+      R.showAlert($("categories-error"), "");
+      let answer;
+      if (button.dataset.categoryAction === "rename") {
+        answer = await R.api("PATCH", path, { name: row.querySelector(".category-name").value.trim() });
+      } else {
+        if (!confirm("Delete this category? Its contacts stay.")) return;
+        answer = await R.api("DELETE", path);
+      }
+      if (!answer.ok) return say(answer);
+      location.reload();
+    });
+    $("category-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      R.showAlert($("categories-error"), "");
+      const answer = await R.api("POST", "/api/categories", { name: $("new-category").value.trim() });
+      if (!answer.ok) return say(answer);
+      location.reload();
+    });
+  }
+
   if (!form) return; // a viewer's page has no import form
 
   form.addEventListener("submit", async (event) => {
@@ -58,7 +92,7 @@
     $("import-button").disabled = false;
     if (!answer.ok) {
       const detail = answer.data && answer.data.detail;
-      const text = Array.isArray(detail) ? detail.map((d) => d.msg).join(" ") : String(detail);
+      const text = Array.isArray(detail) ? detail.map((d) => d.message || d.msg).join(" ") : String(detail);
       R.showAlert($("import-error"), "Import refused: " + text);
       return;
     }
