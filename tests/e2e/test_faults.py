@@ -336,6 +336,9 @@ def test_redis_restarts_empty_mid_campaign(
 ) -> None:
     stack = FaultStack(tmp_path, processes, own_postgres, own_redis, graph)
     run_with_fault(stack, third_sent, lambda s: own_redis.restart())
+    workers = [p for p in processes.started if p.name.startswith("worker")]
+    assert workers and workers[0].log_path is not None
+    assert "Connection to broker lost" in workers[0].log_path.read_text(), "the fault missed"
 
 
 def test_the_api_killed_while_webhooks_flow(
