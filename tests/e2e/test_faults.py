@@ -37,7 +37,7 @@ from relance.models import InboundEvent, Message
 from relance.processes import Process, Processes, free_port, wait_for_http, wait_until
 from tests.support.api import campaign_for_phones
 from tests.support.engine import phone
-from tests.support.servers import OwnPostgres, OwnRedis
+from tests.support.servers import OwnPostgres, OwnRabbitMQ, OwnRedis
 from tests.support.stack import UNPACED, relance_command
 
 RECIPIENTS = int(os.environ.get("FAULT_RECIPIENTS", "2000"))
@@ -79,6 +79,15 @@ def own_redis(processes: Processes) -> OwnRedis:
 
 
 @pytest.fixture
+def own_rabbitmq(processes: Processes) -> Iterator[OwnRabbitMQ]:
+    server = OwnRabbitMQ(processes).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def graph() -> Iterator[FakeGraph]:
     fake = FakeGraph(
         app_secret=SECRET,
@@ -101,7 +110,7 @@ class FaultStack:
         tmp_path: Path,
         processes: Processes,
         postgres: OwnPostgres,
-        redis: OwnRedis,
+        broker_url: str,
         graph: FakeGraph,
     ) -> None:
         self.processes = processes
@@ -113,7 +122,7 @@ class FaultStack:
         self.env = {
             **os.environ,
             "DATABASE_URL": postgres.url,
-            "BROKER_URL": redis.url,
+            "BROKER_URL": broker_url,
             "RELANCE_DATA_DIR": str(tmp_path / "data"),
             "RELANCE_PROVIDER": "meta",
             "META_GRAPH_URL": graph.url,
@@ -300,10 +309,16 @@ def check_metrics(
             if n == "relance_webhook_events_total" and ("outcome", "duplicate") not in ls
         )  # fmt: skip
         ok = sent == expected_sends and (not webhooks_counted or events == expected_events)
+        last.update(sent=sent, events=events, expected=(expected_sends, expected_events))
         return samples if ok else None
 
+    last: dict[str, object] = {}
+
+    def failure(why: str) -> AssertionError:
+        return AssertionError(f"{why}\nlast scrape: {last}")
+
     samples = wait_until(matches, 60, "the metrics to match the database", interval=1,
-                         ignore=(httpx.HTTPError,))  # fmt: skip
+                         ignore=(httpx.HTTPError,), error=failure)  # fmt: skip
     dispatcher = {"task": "relance.send_campaign_messages", "state": "success"}
     assert total(samples, "relance_task_duration_seconds_count", **dispatcher) > 0
     assert total(samples, "relance_provider_latency_seconds_count") >= expected_sends
@@ -322,7 +337,7 @@ def test_postgres_restarts_mid_campaign(
     own_redis: OwnRedis,
     graph: FakeGraph,
 ) -> None:
-    stack = FaultStack(tmp_path, processes, own_postgres, own_redis, graph)
+    stack = FaultStack(tmp_path, processes, own_postgres, own_redis.url, graph)
     run_with_fault(stack, third_sent, lambda s: s.postgres.restart())
     assert graph.webhook_refusals > 0, "no webhook met the restart: the fault missed"
 
@@ -334,7 +349,7 @@ def test_redis_restarts_empty_mid_campaign(
     own_redis: OwnRedis,
     graph: FakeGraph,
 ) -> None:
-    stack = FaultStack(tmp_path, processes, own_postgres, own_redis, graph)
+    stack = FaultStack(tmp_path, processes, own_postgres, own_redis.url, graph)
     run_with_fault(stack, third_sent, lambda s: own_redis.restart())
     workers = [p for p in processes.started if p.name.startswith("worker")]
     assert workers and workers[0].log_path is not None
@@ -348,7 +363,7 @@ def test_the_api_killed_while_webhooks_flow(
     own_redis: OwnRedis,
     graph: FakeGraph,
 ) -> None:
-    stack = FaultStack(tmp_path, processes, own_postgres, own_redis, graph)
+    stack = FaultStack(tmp_path, processes, own_postgres, own_redis.url, graph)
 
     def restart_api(s: FaultStack) -> None:
         assert s.api is not None
@@ -363,3 +378,19 @@ def test_the_api_killed_while_webhooks_flow(
         counted_webhooks=False,
     )
     assert graph.webhook_refusals > 0, "no webhook met the restart: the fault missed"
+
+
+def test_rabbitmq_restarts_mid_campaign(
+    tmp_path: Path,
+    processes: Processes,
+    own_postgres: OwnPostgres,
+    own_rabbitmq: OwnRabbitMQ,
+    graph: FakeGraph,
+) -> None:
+    """The RabbitMQ variant of the broker (where the machine has it); the pacing store is then
+    the database, as without Redis."""
+    stack = FaultStack(tmp_path, processes, own_postgres, own_rabbitmq.url, graph)
+    run_with_fault(stack, third_sent, lambda s: own_rabbitmq.restart())
+    workers = [p for p in processes.started if p.name.startswith("worker")]
+    assert workers and workers[0].log_path is not None
+    assert "Connection to broker lost" in workers[0].log_path.read_text(), "the fault missed"
