@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relance.config import Settings, get_settings
 
+log = logging.getLogger(__name__)
 PENDING_KEY = "relance_pending"
 AFTER_COMMIT = "after_commit"
 
@@ -92,10 +94,24 @@ def on_commit(session: Session, callback: Callable[[], Any]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    """Run what waited for the commit, each on its own: the transaction is committed now.
+
+    A callback that fails (publishing a follow-up task while the broker is down) is logged and
+    skipped: raising here would turn a committed unit of work into an error (its caller would
+    retry work already done) and skip the callbacks after it. Nothing is lost with it: the
+    work is in the database, where the Beat's sweeps find it (the dispatcher claims pending
+    messages, the status check runs over every sending campaign).
+    """
     if session.in_nested_transaction():
         return  # a savepoint released: the work waits for the real commit
     for callback in take_pending(session, AFTER_COMMIT):
-        callback()
+        try:
+            callback()
+        except Exception:
+            log.warning(
+                "after the commit, a follow-up failed; the Beat's sweeps will do its work",
+                exc_info=True,
+            )
 
 
 @event.listens_for(Session, "after_rollback")

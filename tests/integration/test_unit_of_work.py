@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relance.db import on_commit, savepoint
+from relance.config import Settings
+from relance.db import on_commit, savepoint, session_scope
+from relance.models import Category
 
 
 def _violate_not_null(session: Session) -> None:
@@ -46,3 +48,23 @@ def test_a_rollback_drops_every_queued_work(session: Session) -> None:
     session.commit()
 
     assert ran == []
+
+
+def test_a_failing_follow_up_neither_fails_the_commit_nor_skips_the_others(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Publishing a task while the broker is down must not turn the committed unit of work into
+    an error (its caller would do the work again) nor skip what comes after it."""
+    ran: list[str] = []
+
+    def broker_down() -> None:
+        raise ConnectionRefusedError("the broker is down")
+
+    with session_scope(settings) as session:
+        session.add(Category(name="kept"))
+        on_commit(session, broker_down)
+        on_commit(session, lambda: ran.append("after"))
+    assert ran == ["after"]
+    with session_scope(settings) as session:
+        assert session.scalar(select(Category.id).where(Category.name == "kept")) is not None
+    assert "follow-up failed" in caplog.text and "broker is down" in caplog.text

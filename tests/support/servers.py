@@ -129,3 +129,54 @@ class OwnRedis:
         assert self.process is not None
         self.process.stop()
         self.start()
+
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+class OwnRabbitMQ:
+    """A RabbitMQ node of the test's own (its own name, ports, data and cookie), started from the
+    machine's ``rabbitmq-server``; a restart stops the node and starts it again on its data, so
+    durable queues and persistent messages survive it, as on a real broker restart."""
+
+    def __init__(self, processes: Processes) -> None:
+        if not RABBITMQ_SERVER.exists():
+            pytest.skip("RabbitMQ is not installed: its variant runs where the machine has it")
+        self.processes = processes
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="relance-rabbitmq-"))
+        (self.root / "enabled_plugins").write_text("[].\n")
+        self.env = {
+            "HOME": str(self.root),  # its Erlang cookie
+            "RABBITMQ_NODENAME": f"relance-fault-{self.port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.root / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.root / "none"),  # not the machine's broker's
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "none.config"),
+            "RABBITMQ_PID_FILE": str(self.root / "pid"),
+        }
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def start(self) -> OwnRabbitMQ:
+        name = f"rabbitmq-{len(self.processes.started)}"
+        self.process = self.processes.start(name, [str(RABBITMQ_SERVER)], self.env, cwd=self.root)
+        wait_until(lambda: port_open(self.port), 120, "RabbitMQ", watch=[self.process])
+        return self
+
+    def restart(self) -> None:
+        assert self.process is not None
+        self.process.stop(grace=30)
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=30)
+        shutil.rmtree(self.root, ignore_errors=True)

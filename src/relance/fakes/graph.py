@@ -15,7 +15,8 @@ and recorded (``accepted``: arrival time, recipient, our message id, text). On d
   ``webhook_attempts`` times, ``WEBHOOK_RETRY_SECONDS`` apart; ``webhook_refusals`` counts the
   answers other than 200, ``webhooks_lost`` those it gave up);
 * then, for the sends ``replies`` gives a text, posts the contact's signed reply to it (a text
-  message whose ``context.id`` is the send's ``wamid``), the same way;
+  message whose ``context.id`` is the send's ``wamid``), the same way; with ``webhook_batch``,
+  up to that many waiting webhooks go in one body (one ``entry`` each), as Meta batches them;
 * keeps the first arrival time, per recipient, of texts starting with ``mark`` (the bench's
   "Message 2 handed to the provider" moment);
 * serves ``GET /{version}/{waba_id}/message_templates`` from ``templates``, ``page_size`` at a
@@ -96,8 +97,10 @@ class FakeGraph:
         failures: Mapping[str, int] | None = None,
         replies: Callable[[Accepted], str | None] | None = None,
         webhook_attempts: int = WEBHOOK_ATTEMPTS,
+        webhook_batch: int = 1,
     ) -> None:
         self.app_secret = app_secret
+        self.webhook_batch = webhook_batch
         self.replies = replies
         self.webhook_attempts = webhook_attempts
         self.webhook_refusals = 0
@@ -280,7 +283,10 @@ class FakeGraph:
 
         async with httpx.AsyncClient(timeout=10) as client:
             while True:
-                body = await queue.get()
+                bodies = [await queue.get()]
+                while len(bodies) < self.webhook_batch and not queue.empty():
+                    bodies.append(queue.get_nowait())
+                body = bodies[0] if len(bodies) == 1 else _merged(bodies)
                 headers = {
                     "X-Hub-Signature-256": sign(body, self.app_secret),
                     "Content-Type": "application/json",
@@ -298,7 +304,7 @@ class FakeGraph:
                     else:
                         self.webhooks_lost += 1
                 finally:
-                    self._webhooks_pending -= 1
+                    self._webhooks_pending -= len(bodies)
 
     # Serving -----------------------------------------------------------------------------
 
@@ -361,6 +367,14 @@ def _status(accepted: Accepted, failed_with: int | None) -> bytes:
     if failed_with is not None:
         status["errors"] = [meta_errors.status_error(failed_with)]
     return json.dumps(status_payload([status], accepted.number or "simulator")).encode()
+
+
+def _merged(bodies: list[bytes]) -> bytes:
+    """Several webhook bodies as one: their entries in order, in one envelope."""
+    payloads = [json.loads(body) for body in bodies]
+    merged = payloads[0]
+    merged["entry"] = [entry for payload in payloads for entry in payload["entry"]]
+    return json.dumps(merged).encode()
 
 
 def _reply(accepted: Accepted, text: str) -> bytes:
