@@ -31,7 +31,8 @@ from sqlalchemy import func, select
 from relance.accounts.keys import create_api_key
 from relance.config import load_settings
 from relance.db import engine_for, session_scope
-from relance.fakes.graph import Accepted, FakeGraph
+from relance.fakes.graph import FakeGraph
+from relance.fakes.graph_webhooks import Accepted
 from relance.migrate import upgrade
 from relance.models import InboundEvent, Message
 from relance.processes import Process, Processes, free_port, wait_for_http, wait_until

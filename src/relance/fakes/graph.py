@@ -43,11 +43,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from relance.fakes.graph_webhooks import Accepted, merged, reply_body, status_body
 from relance.providers import meta_errors
-from relance.providers.meta_webhooks import message_payload, sign, status_payload
+from relance.providers.meta_webhooks import sign
 
 STATS_PATH = "/_fake/stats"
 ACCEPTED_PATH = "/_fake/accepted"  # the send log: [[at, to, number, our_id], ...]
@@ -67,18 +68,6 @@ def offset_of(value: str) -> int:
     while value.endswith("ZD") and padding < 2:
         value, padding = value[:-2], padding + 1
     return int(base64.b64decode(value + "=" * padding))
-
-
-class Accepted(NamedTuple):
-    """One send the fake accepted (a tuple: cheap at the bench's rates)."""
-
-    at: float
-    to: str
-    our_id: int  # biz_opaque_callback_data: relance's message id
-    wamid: str
-    text: str
-    template: dict[str, Any] | None = None  # the Cloud API ``template`` object, if one
-    number: str = ""  # the phone_number_id it was sent from (``/{version}/{number}/messages``)
 
 
 class FakeGraph:
@@ -193,11 +182,11 @@ class FakeGraph:
             self.marked.setdefault(to, now)
         if self.webhook_url and self._webhooks is not None:
             self._webhooks_pending += 1
-            self._webhooks.put_nowait(_status(accepted, self.failures.get(to)))
+            self._webhooks.put_nowait(status_body(accepted, self.failures.get(to)))
             reply = self.replies(accepted) if self.replies is not None else None
             if reply is not None:
                 self._webhooks_pending += 1
-                self._webhooks.put_nowait(_reply(accepted, reply))
+                self._webhooks.put_nowait(reply_body(accepted, reply))
                 self.replies_posted += 1
         return 200, (
             b'{"messaging_product":"whatsapp","contacts":[{"input":"%s","wa_id":"%s"}],'
@@ -286,7 +275,7 @@ class FakeGraph:
                 bodies = [await queue.get()]
                 while len(bodies) < self.webhook_batch and not queue.empty():
                     bodies.append(queue.get_nowait())
-                body = bodies[0] if len(bodies) == 1 else _merged(bodies)
+                body = bodies[0] if len(bodies) == 1 else merged(bodies)
                 headers = {
                     "X-Hub-Signature-256": sign(body, self.app_secret),
                     "Content-Type": "application/json",
@@ -352,42 +341,6 @@ class FakeGraph:
 
 def _reason(status: int) -> bytes:
     return HTTPStatus(status).phrase.encode()
-
-
-def _status(accepted: Accepted, failed_with: int | None) -> bytes:
-    """The status webhook Meta posts about an accepted send: ``sent``, or ``failed`` with the
-    error Meta found afterwards."""
-    status: dict[str, Any] = {
-        "id": accepted.wamid,
-        "status": "sent" if failed_with is None else "failed",
-        "timestamp": str(int(accepted.at)),
-        "recipient_id": accepted.to,
-        "biz_opaque_callback_data": str(accepted.our_id),
-    }
-    if failed_with is not None:
-        status["errors"] = [meta_errors.status_error(failed_with)]
-    return json.dumps(status_payload([status], accepted.number or "simulator")).encode()
-
-
-def _merged(bodies: list[bytes]) -> bytes:
-    """Several webhook bodies as one: their entries in order, in one envelope."""
-    payloads = [json.loads(body) for body in bodies]
-    merged = payloads[0]
-    merged["entry"] = [entry for payload in payloads for entry in payload["entry"]]
-    return json.dumps(merged).encode()
-
-
-def _reply(accepted: Accepted, text: str) -> bytes:
-    """The contact answers the send: a text message quoting it (``context.id``)."""
-    message = {
-        "from": accepted.to,
-        "id": f"wamid.REPLY.{accepted.wamid}",
-        "timestamp": str(int(time.time())),
-        "type": "text",
-        "text": {"body": text},
-        "context": {"from": "15550000000", "id": accepted.wamid},
-    }
-    return json.dumps(message_payload([message])).encode()
 
 
 def main(argv: list[str]) -> int:
