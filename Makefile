@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test up lint bench clean
+.PHONY: demo test up lint bench clean lock
 
 $(BIN)/relance: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(BIN)/relance
 
 bench: $(BIN)/relance
 	$(BIN)/relance bench --json bench-report.json
+
+# The image's pinned dependencies (Dockerfile): every version and hash, from pyproject.toml.
+lock:
+	$(PYTHON) -m venv /tmp/relance-lock && /tmp/relance-lock/bin/pip install --quiet pip-tools
+	/tmp/relance-lock/bin/pip-compile --quiet --generate-hashes --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .relance

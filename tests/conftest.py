@@ -31,10 +31,10 @@ PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = bool(os.environ.get("CI"))
 ALL_TABLES = (
-    "inbound_events, messages, recipients, campaign_contacts, campaign_categories, "
-    "contact_opt_changes, campaign_senders, campaigns, senders, contact_categories, contacts, "
-    "categories, api_keys, "
-    "sender_pacing, heartbeats, user_sessions, login_throttle, audit_events, users"
+    "webhook_inbox, inbound_events, messages, recipients, campaign_contacts, "
+    "campaign_categories, contact_opt_changes, campaign_senders, campaigns, senders, "
+    "contact_categories, contacts, categories, api_keys, sender_pacing, heartbeats, "
+    "metric_samples, user_sessions, login_throttle, audit_events, users"
 )
 
 
@@ -158,6 +158,9 @@ def _settings_for(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "BROKER_URL": "memory://",
         **UNPACED,
         "META_APP_SECRET": "test-app-secret",
+        # The request applies its webhook, so a test reads what it did in the answer; the
+        # inbox path (PostgreSQL's default) has its own tests (test_webhook_inbox.py).
+        "WEBHOOK_INGEST": "inline",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -24,7 +24,6 @@ cli.add_typer(apikey_cli, name="apikey")
 cli.add_typer(sender_cli, name="sender")
 
 
-MAX_REQUEST_HEAD_BYTES = 64 * 1024
 Host = Annotated[str | None, typer.Option(help="listen address (HOST)")]
 Port = Annotated[int | None, typer.Option(help="listen port (PORT)")]
 
@@ -44,17 +43,18 @@ def api(host: Host = None, port: Port = None) -> None:
     """Run the HTTP server (uvicorn)."""
     import uvicorn
 
+    from relance.api import SERVER_OPTIONS
+
     settings = settings_for("api")
+    from relance.metrics.http import serve_privately
+
+    serve_privately(settings)  # /metrics on METRICS_HOST:METRICS_PORT, if set
     uvicorn.run(
         "relance.api:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        log_config=None,  # ours (relance.logs): libraries at WARNING unless LOG_LEVEL=DEBUG
-        access_log=False,
-        # Room for a request line with two lists of 500 ids (the schema's bound): past h11's
-        # default 16 KiB, uvicorn answers a bare text/plain 400 before the app can say why.
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        **SERVER_OPTIONS,
     )
 
 

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     # Unset: the provider's default (``outcome_policy``); an explicit setting wins.
     unknown_outcome_policy: Literal["fail", "resend"] | None = None
 
+    # Webhooks: ``inbox`` answers once the verified body is appended to the inbox, and workers
+    # apply the inbox in batches; ``inline`` applies inside the request. Unset: the inbox on
+    # PostgreSQL, inline in embedded mode (``ingest_mode``).
+    webhook_ingest: Literal["inbox", "inline"] | None = None
+    webhook_apply_batch: int = Field(default=500, ge=1, le=10000)
+    webhook_apply_interval_seconds: float = Field(default=2.0, gt=0)
+
     reply_window_seconds: int = Field(default=86400, gt=0)
     check_sending_interval_seconds: float = Field(default=120.0, gt=0)
     check_expired_interval_seconds: float = Field(default=60.0, gt=0)
@@ -108,6 +115,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # /metrics: with a token, on the API behind ``Authorization: Bearer``; without one, only on
+    # its own METRICS_HOST:METRICS_PORT (a private address) if set, else not at all.
+    metrics_token: str = ""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     public_url: str = ""
     default_region: str = "FR"
     stop_keywords: str = "STOP,ARRET,UNSUBSCRIBE"
@@ -273,6 +285,14 @@ class Settings(BaseSettings):
         if self.unknown_outcome_policy is not None:
             return self.unknown_outcome_policy
         return "resend" if self.provider in ("meta", "simulator") else "fail"
+
+    @property
+    def ingest_mode(self) -> Literal["inbox", "inline"]:
+        """Where webhooks are applied (WEBHOOK_INGEST): embedded mode has one SQLite writer
+        at a time, so an inbox there would only add a second write per webhook."""
+        if self.webhook_ingest is not None:
+            return self.webhook_ingest
+        return "inline" if self.is_embedded else "inbox"
 
     @property
     def is_embedded(self) -> bool:

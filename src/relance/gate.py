@@ -98,13 +98,14 @@ class Gate:
         bearer = bearer_token(headers)
         cookie = cookie_value(headers, SESSION_COOKIE)
         api = is_api_path(path)
-        webhook = path.startswith("/webhooks/")
-        if bearer is None and not webhook and (cookie or not api):
+        # Webhooks are signed, /metrics has its own token: neither carries an API key.
+        own_auth = path.startswith("/webhooks/") or path == "/metrics"
+        if bearer is None and not own_auth and (cookie or not api):
             refusal = cross_site_refusal(scope["method"], headers, self.origins)
             if refusal is not None:
                 await send_json(send, 403, {"detail": refusal})
                 return
-        if (bearer or cookie) and not webhook and not path.startswith("/static/"):
+        if (bearer or cookie) and not own_auth and not path.startswith("/static/"):
             principal = await to_thread.run_sync(lookup_principal, self.settings, bearer, cookie)
             scope.setdefault("state", {})[STATE_PRINCIPAL] = principal
             if api and principal is None:

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-from celery.signals import worker_shutting_down
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
-from relance.campaigns import dispatch, launch, sweeps
+from relance import applier
+from relance.campaigns import dispatch, inbox, launch, sweeps
 from relance.config import get_settings
 from relance.db import session_scope
+from relance.metrics.recorder import TASK_DURATION, recorder
 from relance.pacing.limiter import make_limiter
 from relance.providers.registry import get_provider
 from relance.worker import celery_app
@@ -44,6 +54,39 @@ STOPPING = threading.Event()
 @worker_shutting_down.connect
 def _stop_dispatching(**_: Any) -> None:
     STOPPING.set()
+
+
+@worker_ready.connect
+def _start_applier(**_: Any) -> None:
+    # In the worker's main process: the pool's tasks (a paced dispatch) never hold it back.
+    applier.start(get_settings(), followups)
+
+
+_STARTED: dict[str, float] = {}  # task id -> when it started, in this process
+
+
+@task_prerun.connect
+def _task_started(task_id: str = "", **_: Any) -> None:
+    _STARTED[task_id] = time.perf_counter()
+
+
+@task_postrun.connect
+def _task_finished(task_id: str = "", task: Any = None, state: str = "", **_: Any) -> None:
+    """Its run time by task and state; then this process's counts go to the database if due
+    (the next Beat tick runs a task, so nothing waits longer than a tick)."""
+    started = _STARTED.pop(task_id, None)
+    if started is not None and task is not None:
+        outcome = "success" if state == "SUCCESS" else "failure"
+        recorder.observe(
+            TASK_DURATION, time.perf_counter() - started, task=task.name, state=outcome
+        )
+    recorder.flush_if_due(get_settings())
+
+
+@worker_process_shutdown.connect  # a prefork pool process
+@worker_shutdown.connect  # the worker itself (its thread pool, in embedded mode)
+def _flush_metrics(**_: Any) -> None:
+    recorder.flush(get_settings())
 
 
 def _dispatch(message_ids: list[int] | None, budget: float) -> dict[str, Any]:
@@ -142,3 +185,14 @@ def recover_interrupted_campaigns() -> dict[str, Any]:
         result = sweeps.recover_interrupted(session, settings)
     followups.dispatch()
     return result
+
+
+APPLY_BUDGET_SECONDS = 20.0
+
+
+@celery_app.task(name="relance.apply_webhooks", acks_late=True)
+def apply_webhooks() -> dict[str, Any]:
+    """The safety net of the workers' appliers (``relance.applier``): Beat runs it every
+    WEBHOOK_APPLY_INTERVAL_SECONDS; it applies the inbox in batches until it is empty."""
+    settings = get_settings()
+    return inbox.drain(settings, followups, budget_seconds=APPLY_BUDGET_SECONDS)

@@ -54,6 +54,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.recover_interval_seconds,
             "options": {"expires": settings.recover_interval_seconds},
         },
+        # The webhook inbox's safety net: the API wakes an applier after every append.
+        "apply-webhooks": {
+            "task": "relance.apply_webhooks",
+            "schedule": settings.webhook_apply_interval_seconds,
+            "options": {"expires": settings.webhook_apply_interval_seconds},
+        },
         "dispatch-due-messages": {
             "task": "relance.send_campaign_messages",
             "schedule": dispatch,

@@ -24,10 +24,15 @@ FIGURES = {
     "dispatch_messages_per_s",
     "dispatch_4_senders_messages_per_s",
     "webhook_events_per_s",
+    "webhook_single_requests_per_s",
+    "webhook_single_p99_s",
+    "webhook_apply_lag_p99_s",
     "reply_to_m2_p99_s",
     "completion_lag_p99_s",
     "status_check_ms_at_1m",
     "worker_rss_growth_mb",
+    "recipients_page_p99_ms",
+    "export_rows_per_s",
 }
 FIELDS = {"name", "value", "unit", "limit", "limit_name", "ratio", "target", "met"}
 

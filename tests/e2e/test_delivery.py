@@ -206,8 +206,13 @@ def test_pacing_holds_across_workers_and_message_2_overtakes(
         assert client.post(f"/api/campaigns/{second}/launch").status_code == 200
         stack.wait(lambda: len(graph.accepted) >= 3, 60, "the first sends")
         replier = graph.accepted[0]
+        posted = time.time()
         _reply(client, replier.to, replier.wamid)
-        replied = time.time()  # the Message 2 is committed: every claim from now sees it
+        # The webhook is answered once appended to the inbox; a worker applies it. Once the
+        # Message 2 row is committed, every claim from then on sees it.
+        stack.wait(lambda: _message_2_created(pg_url), 60, "the reply applied")
+        replied = time.time()
+        print(f"reply accepted -> Message 2 committed within {replied - posted:.3f} s")
         stack.wait(lambda: len(_claims(pg_url)) == 40 + 1, 120, "every message sent")
         processes.stop_all()
     claims = _claims(pg_url)
@@ -256,6 +261,11 @@ def _claims(database_url: str) -> list[tuple[float, str]]:
             select(Message.claimed_at, Message.kind).where(Message.sent_at.is_not(None))
         ).all()
     return [(claimed.timestamp(), kind) for claimed, kind in rows if claimed]
+
+
+def _message_2_created(database_url: str) -> bool:
+    with session_scope(load_settings(database_url=database_url)) as session:
+        return session.scalar(select(Message.id).where(Message.kind == "message_2")) is not None
 
 
 def _reply(client: httpx.Client, to_digits: str, context_wamid: str) -> None:

@@ -76,7 +76,7 @@ def test_create_launch_follow_complete(
     blocking = client.get(f"/api/campaigns/{cid}/blocking").json()
     assert all(b["reason"].startswith("awaiting reply until") for b in blocking["items"])
     failed = client.get(f"/api/campaigns/{cid}/recipients", params={"state": "failed"}).json()
-    assert failed["total"] == 1
+    assert (len(failed["items"]), failed["next"]) == (1, None)
     assert failed["items"][0]["phone"] == phone(0)
     assert "131026" in failed["items"][0]["last_error"]
 
@@ -134,12 +134,19 @@ def test_launch_refuses_empty_audience_and_missing_placeholders(
     empty = client.post("/api/campaigns", json={"name": "e", "message_1": "hi"}).json()
     r = client.post(f"/api/campaigns/{empty['id']}/launch")
     assert r.status_code == 422
-    assert "audience is empty" in r.json()["detail"]
+    assert r.json()["detail"] == [
+        {
+            "field": "category_ids",
+            "msg": "the audience is empty once opted-out contacts are removed",
+        }
+    ]
     needs_city = _create(client, category_id, message_1="Bonjour {first_name} de {city}")
     before = row_counts(settings, *TABLES)
     r = client.post(f"/api/campaigns/{needs_city['id']}/launch")
     assert r.status_code == 422
-    assert "{city} missing for 6 recipient(s)" in r.json()["detail"]
+    [problem] = r.json()["detail"]
+    assert problem["field"] == "placeholder_defaults"
+    assert "{city} missing for 6 recipient(s)" in problem["msg"]
     assert row_counts(settings, *TABLES) == before
     assert client.get(f"/api/campaigns/{needs_city['id']}").json()["status"] == "draft"
     r = client.patch(

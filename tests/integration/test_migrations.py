@@ -37,7 +37,7 @@ def test_migrate_twice_then_downgrade_base(database_url: str) -> None:
     engine = engine_for(database_url)
     assert set(inspect(engine).get_table_names()) >= TABLES
     indexes = {ix["name"] for ix in inspect(engine).get_indexes("recipients")}
-    assert {"ix_recipients_campaign_state", "ix_recipients_open_windows"} <= indexes
+    assert {"ix_recipients_campaign_state_id", "ix_recipients_open_windows"} <= indexes
     downgrade(database_url)
     engine.dispose()
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}

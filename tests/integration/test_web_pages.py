@@ -299,7 +299,7 @@ def test_campaign_page_of_a_finished_campaign_survives_deleting_a_contact(
     blocking = browser.get(f"/api/campaigns/{cid}/blocking").json()
     assert (blocking["open_recipients"], blocking["items"]) == (0, [])
     recipients = browser.get(f"/api/campaigns/{cid}/recipients").json()
-    assert recipients["total"] == 6
+    assert (len(recipients["items"]), recipients["next"]) == (6, None)
     assert [r["phone"] for r in recipients["items"]].count(None) == 1
 
 

@@ -22,11 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from relance.campaigns import answers, inbound, sweeps
+from relance.campaigns import answers, bulk_status, inbound, sweeps
 from relance.campaigns.dispatch import claim
 from relance.campaigns.followups import RecordingFollowups
 from relance.campaigns.launch import launch_campaign
-from relance.campaigns.outcomes import apply_status
 from relance.config import SIMULATOR_APP_SECRET, Settings, get_settings
 from relance.db import session_scope
 from relance.models import Contact, InboundEvent, Message, Recipient, utcnow
@@ -440,16 +439,15 @@ def test_a_batch_is_one_transaction_a_failure_inside_it_writes_nothing(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cid, sent = launch_and_send(settings, 100)
-    real = apply_status
+    real = bulk_status.apply_forward
     calls: list[int] = []
 
-    def crash_on_the_last(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 100:
-            raise RuntimeError("the database went away on event 100")
-        return real(*args, **kwargs)
+    def crash_once_applied(*args: Any, **kwargs: Any) -> Any:
+        # The batch's one UPDATE has moved all 100 messages when the failure comes.
+        calls.append(len(real(*args, **kwargs)))
+        raise RuntimeError("the database went away on event 100")
 
-    monkeypatch.setattr(inbound, "apply_status", crash_on_the_last)
+    monkeypatch.setattr(inbound, "apply_forward", crash_once_applied)
     body = statuses_body(
         *(status_entry(s.provider_message_id, "delivered", s.phone, s.message_id) for s in sent)
     )
@@ -458,11 +456,11 @@ def test_a_batch_is_one_transaction_a_failure_inside_it_writes_nothing(
     with pytest.raises(RuntimeError, match="event 100"):
         post_meta(client, body)
 
-    assert len(calls) == 100
+    assert calls == [100]
     assert row_counts(settings, *TABLES) == before
     assert stats(client, cid)["delivered"] == 0
     # Meta retries the same body: this time all of it goes in.
-    monkeypatch.setattr(inbound, "apply_status", real)
+    monkeypatch.setattr(inbound, "apply_forward", real)
     assert ok(post_meta(client, body))["applied"] == 100
     assert stats(client, cid)["delivered"] == 100
 
@@ -773,6 +771,26 @@ def test_wassenger_webhooks_with_the_shared_secret(
     assert recipient_state(settings, who.recipient_id) == "replied"
     assert followups.sent == message_2_ids(settings, who.recipient_id)
     assert (stats(client, cid)["read"], stats(client, cid)["interactions"]) == (1, 1)
+
+
+def test_wassenger_step_events_move_a_message_like_its_acks(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_provider(monkeypatch, "wassenger")
+    _, sent = launch_and_send(settings, 1)
+    who = sent[0]
+    url = "/webhooks/wassenger?secret=wassenger-shared-secret"
+    headers = {"Content-Type": "application/json"}
+
+    delivered = _wassenger("webhook_message_out_delivered.json", id=who.provider_message_id)
+    assert ok(client.post(url, content=delivered, headers=headers))["matched"] == 1
+    assert message_row(settings, who.message_id).status == "delivered"
+    read = _wassenger("webhook_message_out_read.json", id=who.provider_message_id)
+    assert ok(client.post(url, content=read, headers=headers))["matched"] == 1
+    assert message_row(settings, who.message_id).status == "read"
+    # The same step again as an ack event is the same status: it changes nothing.
+    ack = _wassenger("webhook_message_out_ack.json", id=who.provider_message_id, ack="read")
+    assert ok(client.post(url, content=ack, headers=headers))["duplicates"] == 1
 
 
 def _twilio_form(name: str, **fields: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from relance.pacing.domain import (
     PacingState,
     Wait,
     block,
+    last_send_at,
     local_day,
     next_midnight,
     reserve,
@@ -228,3 +229,31 @@ def test_next_midnight_is_the_start_of_the_next_local_day() -> None:
             assert midnight > t
             assert local_day(midnight, zone) > local_day(t, zone)
             assert local_day(midnight - 1, zone) == local_day(t, zone) or midnight - t <= 3600
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.floats(0, 10),
+    st.integers(1, 10),
+    st.floats(0, 120),
+    st.integers(0, 30),
+    st.integers(1, 80),
+    st.floats(0, 86400 * 2),
+)
+def test_last_send_at_is_when_reserve_grants_the_last_send(
+    delay: float, batch: int, pause: float, quota: int, sends: int, offset: float
+) -> None:
+    """The closed form agrees with granting the sends one by one (a tolerance for floats)."""
+    rules = PacingRules(delay, batch, pause, daily_quota=quota)
+    now = 1_765_000_000.0 + offset
+    state = PacingState()
+    expected = now
+    clock = now
+    for _ in range(sends):
+        while True:
+            outcome, new_state = reserve(state, rules, clock, max_wait=10**9)
+            if isinstance(outcome, Grant):
+                state, expected = new_state, outcome.at
+                break
+            clock = outcome.until  # a quota wait: the day after
+    assert abs(last_send_at(PacingState(), rules, now, sends) - expected) < 1e-3

@@ -231,3 +231,47 @@ def test_without_a_configured_secret_every_webhook_is_refused() -> None:
 
     assert caught.value.status_code == 403
     assert "WASSENGER_WEBHOOK_SECRET" in caught.value.detail
+
+
+# The one-event-per-step subscription of Wassenger's webhook guides -------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("webhook_message_out_delivered.json", "delivered"),
+        ("webhook_message_out_read.json", "read"),
+    ],
+)
+def test_step_events_carry_their_status_in_the_event_name(name: str, status: str) -> None:
+    event = only(parse_wassenger(raw(name)))
+
+    assert isinstance(event, StatusEvent)
+    assert event.status == status
+    assert event.provider_message_id == "6a0c3f1e9b2d4c5a7e8f9012"
+    assert event.dedup_key == f"wassenger:6a0c3f1e9b2d4c5a7e8f9012:{status}"
+
+
+def test_step_event_and_ack_event_of_one_step_are_one_status() -> None:
+    read_ack = only(parse_wassenger(raw("webhook_message_out_ack.json")))
+    read_step = only(parse_wassenger(raw("webhook_message_out_read.json")))
+
+    assert read_ack.dedup_key == read_step.dedup_key
+
+
+def test_nested_inbound_message_is_read_like_the_flat_one() -> None:
+    event = only(parse_wassenger(raw("webhook_message_in_new_nested.json")))
+
+    assert isinstance(event, InteractionEvent)
+    assert event.kind == "text"
+    assert event.from_phone == "+33612345678"
+    assert event.text == "Oui, je suis intéressée"
+    assert event.timestamp == datetime(2025, 12, 13, 16, 15, tzinfo=UTC)
+    assert event.dedup_key == "wassenger:in:3EB0C1D2E3F4A5B6C7D8"
+
+
+def test_nested_message_sent_by_the_business_is_not_an_answer() -> None:
+    body = payload("webhook_message_in_new_nested.json")
+    body["data"]["message"]["fromMe"] = True
+
+    assert parse_wassenger(encode(body)) == []

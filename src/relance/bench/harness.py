@@ -7,7 +7,8 @@ Phases, in order (each prints one line as it ends):
 3. fan-out: ``launch_campaign`` on N contacts; status check on that campaign;
 4. the fake Graph server and a real Celery worker; no-op task rate and round trip (limits);
 5. dispatch of M messages end to end, worker RSS sampled meanwhile; then M over 4 senders;
-6. ``relance api``: signed status webhooks, reply -> Message 2 latency, completion lag.
+6. ``relance api``: signed single-status webhooks (after the bare-HMAC limit), signed status
+   batches, reply -> Message 2 latency, completion lag.
 
 Each figure's limit (``ratio = value / limit``):
 
@@ -16,10 +17,14 @@ fanout_recipients_per_s    raw COPY rows/s into a scratch table shaped like ``re
 dispatch_messages_per_s    no-op Celery tasks/s, same broker and pool size
 dispatch_4_senders_...     the single-sender dispatch figure of the same run (4 numbers)
 webhook_events_per_s       raw batched UPDATE rows/s (100 rows per transaction)
+webhook_single_*           a bare FastAPI route checking the HMAC (same uvicorn, same load);
+                           raw single-row INSERTs/s into a scratch inbox (reported beside)
 reply_to_m2_p99_s          no-op Celery round trip p99 (publish -> task runs)
 completion_lag_p99_s       the same round trip (the plan's own path: 5 s + up to 120 s)
 status_check_ms_at_1m      raw ``SELECT 1`` by primary key, p99
 worker_rss_growth_mb       the worker tree's RSS after warm-up
+recipients_page_p99_ms     raw ``SELECT 1`` by primary key, p99 (bench/results.py)
+export_rows_per_s          the database writing the same rows as CSV by itself
 =========================  ===================================================================
 
 Everything it starts or creates (subprocesses, scratch table, database, temporary files) is
@@ -41,7 +46,16 @@ from types import FrameType
 
 from rich.console import Console
 
-from relance.bench import dispatch, fanout, latency, limits, webhooks
+from relance.bench import (
+    dispatch,
+    fanout,
+    insert_limit,
+    latency,
+    limits,
+    results,
+    single_webhooks,
+    webhooks,
+)
 from relance.bench.env import BenchEnv, Options
 from relance.bench.errors import BenchError
 from relance.bench.report import FIGURE_NAMES, Figure, Report, code_version, machine_info
@@ -56,10 +70,15 @@ UNITS = {
     "dispatch_messages_per_s": "messages/s",
     "dispatch_4_senders_messages_per_s": "messages/s",
     "webhook_events_per_s": "events/s",
+    "webhook_single_requests_per_s": "requests/s",
+    "webhook_single_p99_s": "s (p99)",
+    "webhook_apply_lag_p99_s": "s (p99)",
     "reply_to_m2_p99_s": "s (p99)",
     "completion_lag_p99_s": "s (p99)",
     "status_check_ms_at_1m": "ms (p99)",
     "worker_rss_growth_mb": "MB",
+    "recipients_page_p99_ms": "ms (p99)",
+    "export_rows_per_s": "rows/s",
 }
 
 
@@ -132,6 +151,10 @@ class Run:
         report.limits.update(limits.database_limits(env.engine(), rows, min(rows, 100_000), 2000))
         if env.redis_url:
             report.limits["redis_round_trips_per_s"] = limits.redis_ops_per_s(env)
+        if not opts.embedded:
+            report.limits["single_row_inserts_per_s"] = insert_limit.single_row_inserts_per_s(
+                env.engine(), single_webhooks.CONCURRENCY, 2.0 if opts.quick else 5.0
+            )
         self.say(
             f"limits: bulk insert {report.limits['copy_rows_per_s']:,.0f} rows/s, batched UPDATE "
             f"{report.limits['update_rows_per_s']:,.0f} rows/s, SELECT by PK p99 "
@@ -142,6 +165,10 @@ class Run:
         self.say(f"fan-out: {self.figure('fanout_recipients_per_s').value:,.0f} recipients/s")
         fanout.status_check(env, report, campaign_id, 2000)
         self.say(f"status check at {opts.recipients:,}: p99 {self._value('status_check')} ms")
+        results.recipients_pages(env, report, campaign_id, opts.recipients)
+        self.say(f"recipients page at {opts.recipients:,}: p99 {self._value('recipients')} ms")
+        results.export(env, report, campaign_id, opts.recipients)
+        self.say(f"export: {self._value('export')} rows/s")
         # The big campaign would only slow the next phases down: they measure other paths.
         clear_campaigns(env.engine())
 
@@ -162,9 +189,19 @@ class Run:
         self.say(f"dispatch: {self._value('dispatch_messages')} messages/s")
         dispatch.dispatch_senders(env, report, opts.messages)
         self.say(f"dispatch over 4 senders: {self._value('dispatch_4')} messages/s")
+        sent = webhooks.sent_messages(env, campaign_id)
+        single, batched = sent[: len(sent) // 2], sent[len(sent) // 2 :]
+        bare = single_webhooks.bare_hmac_limit(env, single)
+        self.say(f"limit: bare HMAC route {bare.ok / bare.seconds:,.0f} requests/s")
         api_url = env.start_api()
-        webhooks.webhook_ingest(env, report, api_url, campaign_id)
-        self.say(f"webhooks: {self._value('webhook')} events/s")
+        single_webhooks.single_ingest(env, report, api_url, single, bare)
+        self.say(
+            f"single webhooks: {self._value('webhook_single_requests')} requests/s, p99 "
+            f"{self._value('webhook_single_p99')} s, applied lag p99 "
+            f"{self._value('webhook_apply_lag')} s"
+        )
+        webhooks.webhook_ingest(env, report, api_url, batched)
+        self.say(f"webhooks: {self._value('webhook_events')} events/s")
         latency.reply_to_m2(env, report, api_url, campaign_id, opts.replies)
         self.say(f"reply -> Message 2: p99 {self._value('reply')} s")
         latency.completion_lag(env, report, api_url, opts.messages + 1, opts.campaigns)

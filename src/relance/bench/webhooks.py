@@ -2,9 +2,10 @@
 
 Statuses go to a running ``relance api`` exactly as Meta sends them: batches of 100 statuses
 in one ``POST /webhooks/meta`` signed with ``X-Hub-Signature-256``, several POSTs in flight.
-Each message gets ``delivered`` then ``read``. The figure counts events accepted and applied
-(the endpoint applies them before it answers); the database is then checked: every message
-must be ``read`` and every event stored with its outcome, or events were lost.
+Each message gets ``delivered`` then ``read``. The figure counts events accepted and applied:
+the clock stops once the inbox is applied (inline, the endpoint applies before it answers);
+the database is then checked: every message must be ``read`` and every event stored with its
+outcome, or events were lost.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from sqlalchemy import func, select
 
 from relance.bench import cpu
 from relance.bench.env import APP_SECRET, PHONE_NUMBER_ID, BenchEnv
+from relance.bench.errors import BenchError
 from relance.bench.report import Figure, Report
 from relance.db import session_scope
-from relance.models import Contact, InboundEvent, Message, Recipient
+from relance.models import Contact, InboundEvent, Message, Recipient, WebhookInbox
+from relance.processes import wait_until
 from relance.providers.meta_webhooks import message_payload, sign, status_payload
 
 WEBHOOK_TARGET = 2000.0
@@ -124,19 +127,30 @@ def _post_all(url: str, bodies: list[tuple[int, bytes, dict[str, str]]]) -> dict
     return tally
 
 
-def webhook_ingest(env: BenchEnv, report: Report, api_url: str, campaign_id: int) -> None:
-    rows = sent_messages(env, campaign_id)
+def _unapplied(env: BenchEnv) -> int:
+    with session_scope(env.settings) as session:
+        return int(
+            session.scalar(select(func.count()).where(WebhookInbox.applied_at.is_(None))) or 0
+        )
+
+
+def webhook_ingest(env: BenchEnv, report: Report, api_url: str, rows: Sequence[Any]) -> None:
     bodies = _bodies(rows)
     events = sum(count for count, _, _ in bodies)
+    with session_scope(env.settings) as session:
+        stored_before = session.scalar(select(func.count()).where(InboundEvent.kind == "status"))
     cpu_before = cpu.snapshot(env)
     start = time.perf_counter()
     tally = _post_all(f"{api_url}/webhooks/meta", bodies)
+    # With the inbox the answers come before the apply: the clock stops once it is applied.
+    wait_until(lambda: _unapplied(env) == 0, 300, "the inbox applied", error=BenchError)
     elapsed = time.perf_counter() - start
     cpu_used = cpu.utilisation(cpu_before, cpu.snapshot(env))
+    ids = [message_id for message_id, _, _ in rows]
     with session_scope(env.settings) as session:
         read = session.scalar(
             select(func.count()).where(
-                Message.campaign_id == campaign_id,
+                Message.id.in_(ids),
                 Message.status == "read",
                 Message.delivered_at.is_not(None),
             )
@@ -146,7 +160,8 @@ def webhook_ingest(env: BenchEnv, report: Report, api_url: str, campaign_id: int
                 InboundEvent.kind == "status", InboundEvent.outcome.is_not(None)
             )
         )
-    lost = max(events - int(stored or 0), len(rows) - int(read or 0))
+    stored = int(stored or 0) - int(stored_before or 0)
+    lost = max(events - stored, len(rows) - int(read or 0))
     value = events / elapsed
     report.add(
         Figure(
@@ -166,6 +181,7 @@ def webhook_ingest(env: BenchEnv, report: Report, api_url: str, campaign_id: int
         messages_read=read,
         events_stored_and_applied=stored,
         lost=lost,
+        ingest_mode=env.settings.ingest_mode,
         **tally,
         cpu_percent_of_one_core=cpu_used,
     )

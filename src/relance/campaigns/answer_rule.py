@@ -142,3 +142,18 @@ def judge_notice(kind: str, detail: str) -> Verdict:
 def stop_phrases(keywords: str, buttons: str) -> StopPhrases:
     """``STOP_KEYWORDS`` and ``STOP_BUTTONS`` (comma-separated) as folded phrases."""
     return StopPhrases(stop_keywords(keywords), stop_keywords(buttons))
+
+
+REPLY_TEXT_MAX = 1000
+# What an answer without words was, as the results table says it.
+WORDLESS: dict[str, str] = {"audio": "audio", "contacts": "contact card", "unsupported": "message"}
+
+
+def reply_text(kind: str, subtype: str, text: str) -> str:
+    """What an answer said, for the results: its text (a button's title, an emoji, a flow's
+    body), or its kind ("image", "voice", "location") with a caption when it has one."""
+    said = " ".join(text.split())
+    if kind in ("text", "button", "interactive", "reaction", "other", "order") and said:
+        return said[:REPLY_TEXT_MAX]
+    name = "voice" if subtype == "voice" else WORDLESS.get(kind, kind)
+    return f"{name}: {said}"[:REPLY_TEXT_MAX] if said else name

@@ -34,6 +34,7 @@ def record_interaction(
     context_provider_message_id: str | None = None,
     now: datetime | None = None,
     to_ref: str = "",
+    said: str | None = None,
 ) -> Applied:
     """A contact answered: ``awaiting_reply -> replied`` by compare-and-set, Message 2 queued.
 
@@ -41,7 +42,8 @@ def record_interaction(
     number opened is answered (a contact may be in two campaigns on two numbers).
 
     A second reply, or one after the window closed, is recorded by the caller and changes
-    nothing here.
+    nothing here. ``said`` is what the answer said (``answer_rule.reply_text``), kept on the
+    recipient for the results.
     """
     now = now or utcnow()
     contact = _contact_by_phone(session, phone)
@@ -57,6 +59,7 @@ def record_interaction(
         S.AWAITING_REPLY,
         S.REPLIED,
         now,
+        reply_text=said,
     )
     if not won:
         current = session.scalar(select(Recipient.state).where(Recipient.id == recipient.id))

@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from relance.campaigns.domain import CampaignStatus
+from relance.campaigns.launch import check_launch
 from relance.campaigns.queries import get_campaign
 from relance.campaigns.schemas import CampaignCreate, CampaignUpdate, SenderShare
 from relance.campaigns.template_schemas import TemplateIn
@@ -22,6 +23,7 @@ from relance.models import (
     campaign_categories,
     campaign_contacts,
     campaign_senders,
+    utcnow,
 )
 
 C = CampaignStatus
@@ -102,10 +104,21 @@ def create_campaign(session: Session, settings: Settings, data: CampaignCreate) 
     return campaign
 
 
-def update_campaign(session: Session, campaign_id: int, data: CampaignUpdate) -> Campaign:
+def update_campaign(
+    session: Session, campaign_id: int, data: CampaignUpdate, provider: str = ""
+) -> Campaign:
+    """Edit a draft, or a scheduled campaign before it starts.
+
+    A scheduled campaign stays scheduled only if it still has a time ahead and would still
+    launch (the launch's checks run again: 422 and nothing changed otherwise); without a time
+    it goes back to draft.
+    """
     campaign = get_campaign(session, campaign_id, lock=True)
-    if campaign.status != C.DRAFT:
-        raise Conflict(f"campaign {campaign_id} is {campaign.status}: only a draft can be edited")
+    if campaign.status not in (C.DRAFT, C.SCHEDULED):
+        raise Conflict(
+            f"campaign {campaign_id} is {campaign.status}: only a draft or a campaign "
+            "scheduled and not started yet can be edited"
+        )
     fields = data.model_dump(exclude_unset=True)
     for name in (
         "name",
@@ -126,6 +139,12 @@ def update_campaign(session: Session, campaign_id: int, data: CampaignUpdate) ->
     if "senders" in fields:
         _set_senders(session, campaign_id, data.senders)
     session.flush()
+    if campaign.status == C.SCHEDULED:
+        if campaign.scheduled_at is None or campaign.scheduled_at <= utcnow():
+            campaign.status = C.DRAFT.value
+        else:
+            check_launch(session, campaign, provider)
+        session.flush()
     return campaign
 
 

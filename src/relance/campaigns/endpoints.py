@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from relance.accounts import audit
 from relance.accounts.principal import Principal
-from relance.campaigns import drafts, lifecycle, queries
-from relance.campaigns.domain import CampaignStatus, RecipientState
+from relance.campaigns import drafts, lifecycle, queries, results
+from relance.campaigns.domain import CampaignStatus
 from relance.campaigns.launch import launch_campaign
 from relance.campaigns.live import LiveStats, StreamsFull
 from relance.campaigns.preview import preview as preview_texts
@@ -24,7 +24,6 @@ from relance.campaigns.schemas import (
     CampaignUpdate,
     PreviewIn,
     PreviewOut,
-    RecipientList,
     RetryOut,
     StatsOut,
     Timeline,
@@ -105,10 +104,9 @@ def edit(
     who: CampaignsEditor,
     address: Address,
 ) -> dict[str, Any]:
-    """Edit a draft (409 once launched)."""
-    return _done(
-        session, who, address, "update", drafts.update_campaign(session, campaign_id, data)
-    )
+    """Edit a draft, or a scheduled campaign before it starts (409 once started)."""
+    campaign = drafts.update_campaign(session, campaign_id, data, get_settings().provider)
+    return _done(session, who, address, "update", campaign)
 
 
 @router.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -209,7 +207,7 @@ def retry_limited(
     }
 
 
-def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
+def _stats(session: Any, campaign_id: int, reply_times: bool = False) -> dict[str, Any]:
     campaign = queries.get_campaign(session, campaign_id)
     stats = queries.campaign_stats(campaign)
     settings = get_settings()
@@ -217,26 +215,18 @@ def _stats(session: Any, campaign_id: int) -> dict[str, Any]:
     if campaign.status == CampaignStatus.SENDING:
         stats["pacing"] = pacing_status(settings, session)
         stats["sender_waits"] = sender_waits(session, settings, campaign_id)
+    stats["rates"] = results.campaign_rates(campaign)
+    stats["estimated_finish_at"] = results.finish_estimate(session, settings, campaign, utcnow())
+    if reply_times:  # reads the replies: on request, not on every poll of the event streams
+        stats["reply_time"] = results.reply_times(session, campaign)
     return stats
 
 
 @router.get("/{campaign_id}/stats", response_model=StatsOut)
 def stats(campaign_id: CampaignId, session: DbSession, _: Reader) -> dict[str, Any]:
-    """SPEC section 5 counts, read from the campaign's counters (constant time)."""
-    return _stats(session, campaign_id)
-
-
-@router.get("/{campaign_id}/recipients", response_model=RecipientList)
-def recipients(
-    campaign_id: CampaignId,
-    session: DbSession,
-    _: Reader,
-    state: RecipientState | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
-) -> dict[str, Any]:
-    items, total = queries.list_recipients(session, campaign_id, state, limit, offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    """SPEC section 5 counts (from the campaign's counters, constant time), the rates, the
+    estimated finish and the time from Message 1 to reply (median, p90)."""
+    return _stats(session, campaign_id, reply_times=True)
 
 
 @router.get("/{campaign_id}/blocking", response_model=BlockingList)

@@ -25,14 +25,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from relance.campaigns.answer_rule import Effect, judge, judge_notice, stop_phrases
+from relance.campaigns.answer_rule import Effect, judge, judge_notice, reply_text, stop_phrases
 from relance.campaigns.answers import opt_in, opt_out, record_interaction
+from relance.campaigns.bulk_status import apply_forward
 from relance.campaigns.domain import Applied, OptSource, Outcome
 from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import apply_status
 from relance.campaigns.template_signals import apply_template_status
 from relance.config import Settings
-from relance.db import savepoint, session_scope
+from relance.db import on_commit, savepoint, session_scope
+from relance.metrics.webhook_events import count_webhook_events
 from relance.models import InboundEvent, Message, utcnow
 from relance.providers.events import (
     InteractionEvent,
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 def _store_all(
-    session: Session, provider: str, events: Sequence[ProviderEvent], now: datetime
+    session: Session, provider: str, events: Sequence[tuple[ProviderEvent, datetime]]
 ) -> dict[str, int]:
     """Insert the events whose dedup key is new, in one statement; their ids by dedup key."""
     if not events:
@@ -62,10 +64,10 @@ def _store_all(
             "dedup_key": event.dedup_key,
             "kind": stored_kind(event),
             "payload": event.raw,
-            "received_at": now,
+            "received_at": at,
             "matched": False,
         }
-        for event in events
+        for event, at in events
     ]
     result = session.execute(
         ins(InboundEvent)
@@ -116,15 +118,17 @@ def _find_messages(session: Session, events: Sequence[StatusEvent]) -> dict[str,
     return found
 
 
-def in_lock_order(events: Sequence[ProviderEvent]) -> list[ProviderEvent]:
+def in_lock_order(
+    events: Sequence[tuple[ProviderEvent, datetime]],
+) -> list[tuple[ProviderEvent, datetime]]:
     """Statuses grouped by message (in arrival order within one), then interactions.
 
     Two batches touching the same messages then lock their rows in the same order, so they
     wait for each other instead of deadlocking; per message, the order is kept.
     """
-    statuses = [e for e in events if isinstance(e, StatusEvent)]
-    statuses.sort(key=lambda e: e.provider_message_id)  # stable: arrival order per message
-    return [*statuses, *(e for e in events if not isinstance(e, StatusEvent))]
+    statuses = [(e, at) for e, at in events if isinstance(e, StatusEvent)]
+    statuses.sort(key=lambda pair: pair[0].provider_message_id)
+    return [*statuses, *((e, at) for e, at in events if not isinstance(e, StatusEvent))]
 
 
 @dataclass(frozen=True)
@@ -141,33 +145,42 @@ def apply_events(
     receiver: Receiver,
     events: Sequence[ProviderEvent],
     now: datetime | None = None,
+    received: Sequence[datetime] | None = None,
 ) -> dict[str, int]:
     """Apply one webhook's events in the caller's transaction; duplicates change nothing.
 
     Every event is stored once (its dedup key is unique), with what it did (``Outcome``).
+    ``received``: when each event was accepted (the inbox's batches span many webhooks), else
+    ``now`` for all: a reply is judged in its window by when it came, not when it is applied.
     """
     now = now or utcnow()
+    times = list(received) if received is not None else [now] * len(events)
     tally: Counter[str] = Counter()
-    ordered = in_lock_order([screen(e) for e in events])
-    new_ids = _store_all(session, receiver.provider, ordered, now)
+    ordered = in_lock_order([(screen(e), at) for e, at in zip(events, times, strict=True)])
+    new_ids = _store_all(session, receiver.provider, ordered)
     messages = _find_messages(
         session,
         [
             e
-            for e in ordered
+            for e, _ in ordered
             if isinstance(e, StatusEvent) and e.dedup_key in new_ids and not e.rejected
         ],
     )
+    # Most statuses move their message forward in one UPDATE for the whole batch.
+    fast = apply_forward(session, _new_statuses(ordered, new_ids, messages))
     results: list[dict[str, object]] = []
-    for event in ordered:
+    counted: list[tuple[ProviderEvent, str]] = []
+    for event, at in ordered:
         event_id = new_ids.pop(event.dedup_key, None)  # a key twice in one batch applies once
         if event_id is None:
             tally["duplicates"] += 1
+            counted.append((event, "duplicate"))
             continue
         message = (
             messages.get(event.provider_message_id) if isinstance(event, StatusEvent) else None
         )
-        applied = _apply_one(session, receiver, event, message, now)
+        done = fast.pop(event.dedup_key, None)
+        applied = done or _apply_one(session, receiver, event, message, at)
         results.append(
             {
                 "id": event_id,
@@ -177,6 +190,7 @@ def apply_events(
                 "recipient_id": applied.recipient_id,
             }
         )
+        counted.append((event, applied.outcome.value))
         if applied.outcome == Outcome.REJECTED:
             tally["rejected"] += 1
             continue
@@ -184,7 +198,31 @@ def apply_events(
         tally[applied.outcome.tally] += 1
     if results:
         session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
+    counts = [
+        (stored_kind(e).partition(":")[0], o, getattr(e, "timestamp", None)) for e, o in counted
+    ]
+    on_commit(session, lambda: count_webhook_events(receiver.provider, counts, now))
     return dict(tally)
+
+
+def _new_statuses(
+    ordered: Sequence[tuple[ProviderEvent, datetime]],
+    new_ids: dict[str, int],
+    messages: dict[str, Message],
+) -> list[tuple[StatusEvent, datetime, Message | None]]:
+    """The batch's new, applicable statuses (each key once), with their message."""
+    seen: set[str] = set()
+    out = []
+    for event, at in ordered:
+        if (
+            isinstance(event, StatusEvent)
+            and event.dedup_key in new_ids
+            and event.dedup_key not in seen
+            and not event.rejected
+        ):
+            seen.add(event.dedup_key)
+            out.append((event, at, messages.get(event.provider_message_id)))
+    return out
 
 
 def _apply_one(
@@ -235,6 +273,7 @@ def _apply_contact_event(
         event.context_provider_message_id,
         now,
         to_ref=event.to_ref,
+        said=reply_text(event.kind, event.subtype, event.text),
     )
 
 
@@ -287,6 +326,15 @@ def _in_transaction(
 def _apply_each(
     session: Session, receiver: Receiver, events: Sequence[ProviderEvent]
 ) -> dict[str, int]:
+    return apply_each(session, receiver, events)
+
+
+def apply_each(
+    session: Session,
+    receiver: Receiver,
+    events: Sequence[ProviderEvent],
+    received: Sequence[datetime] | None = None,
+) -> dict[str, int]:
     """A batch the database refused as a whole, applied again one event per savepoint.
 
     Only the event the database refuses is left out, stored as rejected: the others are
@@ -294,15 +342,16 @@ def _apply_each(
     deadlock or lock timeout (OperationalError) still fails the whole transaction, to be retried.
     """
     now = utcnow()
+    times = list(received) if received is not None else [now] * len(events)
     tally: Counter[str] = Counter()
-    for event in events:
+    for event, at in zip(events, times, strict=True):
         try:
             with savepoint(session):
-                tally.update(apply_events(session, receiver, [event], now))
+                tally.update(apply_events(session, receiver, [event], at))
         except OperationalError:
             raise
         except SQLAlchemyError as exc:
-            tally.update(_store_refused(session, receiver, event, exc, now))
+            tally.update(_store_refused(session, receiver, event, exc, at))
     return dict(tally)
 
 

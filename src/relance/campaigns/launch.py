@@ -80,8 +80,13 @@ def check_texts(session: Session, campaign: Campaign) -> None:
             f"{{{k}}} missing for {v} recipient(s)" for k, v in sorted(lacking.items())
         )
         raise Invalid(
-            f"message placeholders without a value: {parts}; "
-            "fill the contacts' attributes or give placeholder_defaults"
+            [
+                {
+                    "field": "placeholder_defaults",
+                    "msg": f"message placeholders without a value: {parts}; "
+                    "fill the contacts' attributes or give placeholder_defaults",
+                }
+            ]
         )
     errors = [
         {
@@ -119,7 +124,7 @@ def check_launch(session: Session, campaign: Campaign, provider: str) -> None:
     """What a launch needs, checked at launch and again when a scheduled campaign starts."""
     check_templates(campaign, provider)
     if not repo.has_reachable_contact(session, campaign.id):
-        raise Invalid(EMPTY_AUDIENCE)
+        raise Invalid([{"field": "category_ids", "msg": EMPTY_AUDIENCE}])
     check_texts(session, campaign)
 
 
@@ -155,7 +160,7 @@ def start_sending(
     if inserted == 0:
         # The audience emptied between the check and the fan-out (a contact opted out or was
         # deleted meanwhile): a campaign of no recipient would never complete.
-        raise Invalid(EMPTY_AUDIENCE)
+        raise Invalid([{"field": "category_ids", "msg": EMPTY_AUDIENCE}])
     campaign.status = C.SENDING.value
     campaign.started_at = now
     campaign.total = inserted
@@ -225,8 +230,7 @@ def _cancel_unstarted(session: Session, campaign: Campaign, reason: str, now: da
     session.refresh(campaign)  # the savepoint's rollback expired it
     campaign.status = C.CANCELLED.value
     campaign.status_reason = reason
-    campaign.cancelled_at = now
-    campaign.completed_at = now
+    campaign.cancelled_at = now  # completed_at stays for completed campaigns only
     session.flush()
     log.warning(
         "scheduled campaign cancelled", extra={"campaign_id": campaign.id, "reason": reason}

@@ -70,8 +70,7 @@ def cancel_campaign(session: Session, campaign_id: int, now: datetime | None = N
         now,
     )
     campaign.status = C.CANCELLED.value
-    campaign.cancelled_at = now
-    campaign.completed_at = now
+    campaign.cancelled_at = now  # completed_at stays for completed campaigns only
     session.flush()
     counters.apply_pending(session)  # the answer shows the counters as they now are
     session.refresh(campaign)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relance.campaigns.audience_check import audience_where, missing_values
 from relance.campaigns.schemas import PreviewIn, SampleContact
 from relance.campaigns.template_preview import template_preview
 from relance.campaigns.templates import PARAMETER, TEMPLATE_PARAMETER_MAX
@@ -22,25 +23,17 @@ from relance.contacts.domain import (
     render_within,
     valid_template,
 )
-from relance.models import Contact, contact_categories
+from relance.models import Contact
 
 
-def _sample_contact(session: Session, category_ids: Sequence[int]) -> Contact | None:
-    """The first reachable contact of the categories: the one the preview is written for."""
-    if not category_ids:
+def _sample_contact(
+    session: Session, category_ids: Sequence[int], contact_ids: Sequence[int]
+) -> Contact | None:
+    """The first reachable contact of the audience: the one the preview is written for."""
+    where = audience_where(category_ids, contact_ids)
+    if where is None:
         return None
-    links = contact_categories.c
-    return session.scalar(
-        select(Contact)
-        .where(
-            Contact.opted_out_at.is_(None),
-            exists().where(
-                links.contact_id == Contact.id, links.category_id.in_(sorted(set(category_ids)))
-            ),
-        )
-        .order_by(Contact.id)
-        .limit(1)
-    )
+    return session.scalar(select(Contact).where(where).order_by(Contact.id).limit(1))
 
 
 # A template's texts from the business account's list by (name, language), or None and why.
@@ -54,8 +47,9 @@ def _no_list(name: str, language: str) -> tuple[dict[str, Any] | None, str | Non
 def preview(
     session: Session, data: PreviewIn, find_template: FindTemplate = _no_list
 ) -> dict[str, Any]:
-    """The messages as the first contact of the chosen categories would read them."""
-    contact = _sample_contact(session, data.category_ids)
+    """The messages as the first contact of the audience would read them, and which
+    placeholders lack a value for how many of its contacts."""
+    contact = _sample_contact(session, data.category_ids, data.contact_ids)
     values = (
         contact_values(contact.first_name, contact.last_name, contact.attributes or {})
         if contact
@@ -111,8 +105,16 @@ def preview(
         for prefix, template in templates.items()
         if template is not None
     }
+    audience_missing = missing_values(
+        session,
+        [t.text for t in texts if t.field not in errors or "too long" in errors[t.field]],
+        defaults,
+        data.category_ids,
+        data.contact_ids,
+    )
     return {
         "contact": sample,
+        "audience_missing": audience_missing,
         "message_1": shown["message_1"],
         "message_2": shown.get("message_2"),
         "template_parameters": parameters,

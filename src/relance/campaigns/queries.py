@@ -59,6 +59,7 @@ def campaign_stats(campaign: Campaign) -> dict[str, Any]:
         "finished": counts.finished,
         "completed": campaign.status == C.COMPLETED,
         "completed_at": campaign.completed_at,
+        "cancelled_at": campaign.cancelled_at,
         "started_at": campaign.started_at,
     }
 
@@ -175,30 +176,6 @@ def list_campaigns(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = session.scalars(query.order_by(Campaign.id.desc()).limit(limit).offset(offset)).all()
     return list(items), total
-
-
-def list_recipients(
-    session: Session, campaign_id: int, state: RecipientState | None, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    get_campaign(session, campaign_id)
-    where = [Recipient.campaign_id == campaign_id]
-    if state is not None:
-        where.append(Recipient.state == state.value)
-    total = session.scalar(select(func.count()).select_from(Recipient).where(*where)) or 0
-    rows = session.execute(
-        select(Recipient, Contact.phone, Contact.first_name, Contact.last_name)
-        # Outer: a deleted contact's recipient stays, anonymised (phone and names null).
-        .outerjoin(Contact, Contact.id == Recipient.contact_id)
-        .where(*where)
-        .order_by(Recipient.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    items = []
-    for recipient, phone, first, last in rows:
-        data = {c.key: getattr(recipient, c.key) for c in Recipient.__table__.columns}
-        items.append({**data, "phone": phone, "first_name": first, "last_name": last})
-    return items, total
 
 
 def _minute_of_sent_at(session: Session) -> ColumnElement[str]:

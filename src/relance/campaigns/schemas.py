@@ -121,6 +121,24 @@ class CampaignList(BaseModel):
     offset: int
 
 
+class Rates(BaseModel):
+    """Shares in [0, 1]; null while nothing to divide by."""
+
+    delivery: float | None = Field(description="delivered / Message 1 sent")
+    read: float | None = Field(description="read / Message 1 sent")
+    reply: float | None = Field(description="replied / Message 1 sent")
+    message_2: float | None = Field(description="Message 2 sent / replied")
+
+
+class ReplyTime(BaseModel):
+    """Seconds from Message 1 (its reply window opening) to the answer."""
+
+    replies: int
+    sampled: int = Field(description="replies read (a sample beyond 20,000)")
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
 class StatsOut(BaseModel):
     campaign_id: int
     status: str
@@ -145,7 +163,8 @@ class StatsOut(BaseModel):
     skipped_opted_out: int
     finished: int
     completed: bool
-    completed_at: datetime | None
+    completed_at: datetime | None = Field(description="set on completed campaigns only")
+    cancelled_at: datetime | None = Field(description="set on cancelled campaigns only")
     started_at: datetime | None
     pacing: dict[str, Any] | None = None
     senders: list[dict[str, Any]] = Field(
@@ -156,6 +175,16 @@ class StatsOut(BaseModel):
         default_factory=list,
         description="why some numbers hold their messages: paused, stopped, slowed, or "
         "'messaging limit N per 24 h reached, resumes at T'",
+    )
+    rates: Rates | None = None
+    estimated_finish_at: datetime | None = Field(
+        default=None,
+        description="when a sending campaign should complete: its last Message 1 by the "
+        "pace, the quota and what is left, then that contact's reply window; assumes it has "
+        "the sender to itself. Null unless sending",
+    )
+    reply_time: ReplyTime | None = Field(
+        default=None, description="GET /stats only (the event stream leaves it out)"
     )
 
 
@@ -189,13 +218,21 @@ class RecipientOut(BaseModel):
         "provider's code, title and details"
     )
     last_error_code: str | None = Field(description="the provider's code of that failure")
+    error_code: str | None = Field(description="the provider's code of the failure (Meta's 131026)")
+    error: str | None = Field(
+        description="why it failed: the reason, then the provider's code, title and details"
+    )
+    reply_text: str | None = Field(
+        description="what the contact answered: its text, or its kind (a button's title, an "
+        'emoji, "image", "voice"); null before an answer'
+    )
 
 
 class RecipientList(BaseModel):
+    """One page; ``next`` is the ``after`` of the following page (null: this was the last)."""
+
     items: list[RecipientOut]
-    total: int
-    limit: int
-    offset: int
+    next: str | None = Field(description="pass as ?after= for the next page; null at the end")
 
 
 class BlockingOut(BaseModel):
@@ -245,6 +282,9 @@ class PreviewIn(BaseModel):
     category_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         default_factory=list, max_length=MAX_IDS
     )
+    contact_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=MAX_IDS
+    )
     placeholder_defaults: dict[
         Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=DEFAULT_VALUE_MAX)]
     ] = Field(default_factory=dict, max_length=100)
@@ -257,8 +297,26 @@ class SampleContact(BaseModel):
     last_name: str
 
 
+class MissingExample(BaseModel):
+    id: int
+    phone: str
+    name: str
+
+
+class MissingValue(BaseModel):
+    """A placeholder without a value (nor a fallback) for ``contacts`` of the audience."""
+
+    placeholder: str
+    contacts: int
+    examples: list[MissingExample]
+
+
 class PreviewOut(BaseModel):
     contact: SampleContact | None
+    audience_missing: list[MissingValue] = Field(
+        default_factory=list,
+        description="over every contact of the audience: placeholders without a value",
+    )
     message_1: str | None
     message_2: str | None
     template_parameters: list[str]

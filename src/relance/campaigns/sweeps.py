@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from relance.campaigns import counters
+from relance.campaigns import counters, inbox
 from relance.campaigns import repository as repo
 from relance.campaigns.domain import (
     CampaignStatus,
@@ -32,12 +32,14 @@ def expire_windows(session: Session, now: datetime | None = None, limit: int = 5
     """Every recipient whose window closed becomes ``no_interaction`` (E3), in bounded batches.
 
     The compare-and-set on ``awaiting_reply`` makes a racing reply and this sweep give exactly
-    one outcome.
+    one outcome. A window closes only once every webhook accepted before it closed is applied:
+    a reply still in the inbox holds its recipient, and so its campaign, open.
     """
     now = now or utcnow()
+    settled = inbox.settled_before(session, now)
     candidates = (
         select(Recipient.id)
-        .where(Recipient.state == S.AWAITING_REPLY.value, Recipient.window_closes_at <= now)
+        .where(Recipient.state == S.AWAITING_REPLY.value, Recipient.window_closes_at <= settled)
         .order_by(Recipient.window_closes_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -104,10 +106,13 @@ def recover_interrupted(
 
     The provider may have sent them: a status webhook matched by our id moves them on during
     the grace period. After it, ``UNKNOWN_OUTCOME_POLICY`` decides (``Settings.outcome_policy``,
-    by default per provider): ``fail`` (never risk a duplicate) or ``resend``.
+    by default per provider): ``fail`` (never risk a duplicate) or ``resend``. The grace ends
+    only once every webhook accepted before it ended is applied: a ``sent`` status still in
+    the inbox must never turn into a second send.
     """
     now = now or utcnow()
-    cutoff = now - timedelta(seconds=settings.sending_grace_seconds)
+    grace = timedelta(seconds=settings.sending_grace_seconds)
+    cutoff = inbox.settled_before(session, now) - grace
     stuck = list(
         session.scalars(
             select(Message.id)

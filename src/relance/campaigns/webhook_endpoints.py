@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from relance.campaigns.inbound import Receiver, apply_webhook
-from relance.config import get_settings
+from relance.campaigns.inbox import Entry
+from relance.campaigns.inbox_writer import writer_for
+from relance.config import Settings, get_settings
 from relance.deps import FollowupsDep
+from relance.models import utcnow
 from relance.providers import meta_webhooks
 from relance.providers.events import InteractionEvent
-from relance.providers.webhooks import check_route, verify_and_parse
+from relance.providers.webhooks import check_route, needs_url, verify, verify_and_parse
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'  # "do nothing now"
@@ -46,7 +54,8 @@ def meta_handshake(request: Request) -> str:
     },
 )
 async def receive(provider: str, request: Request, followups: FollowupsDep) -> Response:
-    """Verify the signature on the raw body; store each event once; apply all in one transaction.
+    """Verify the signature on the raw body; then append it to the inbox and answer, or (inline
+    mode) store each event once and apply all in one transaction.
 
     Only the configured provider's route exists: the others answer 404 before the body is read.
     Twilio takes the answer to an incoming message as TwiML instructions: it gets an empty
@@ -58,8 +67,33 @@ async def receive(provider: str, request: Request, followups: FollowupsDep) -> R
     url = settings.effective_public_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
+    if settings.ingest_mode == "inbox":
+        return await _append(provider, settings, request, body, url)
     events = verify_and_parse(provider, settings, request.headers, body, url)
     tally = await run_in_threadpool(apply_webhook, Receiver(settings, followups, provider), events)
     if provider == "twilio" and any(isinstance(e, InteractionEvent) for e in events):
         return Response(EMPTY_TWIML, media_type="text/xml")
     return JSONResponse({"received": len(events), **tally})
+
+
+async def _append(
+    provider: str,
+    settings: Settings,
+    request: Request,
+    body: bytes,
+    url: str,
+) -> Response:
+    """Verified, appended (group commit), acknowledged: a worker applies it (``inbox``)."""
+    verify(provider, settings, request.headers, body, url)
+    entry = Entry(provider, body, url if needs_url(provider) else None, utcnow())
+    try:
+        await writer_for(settings).append(entry)
+    except SQLAlchemyError:
+        log.exception("could not append a webhook to the inbox")
+        # Not a 200: the provider keeps it and retries, so nothing is lost.
+        return JSONResponse(
+            {"detail": "the webhook inbox is unavailable; retry later"}, status_code=503
+        )
+    if provider == "twilio":  # Twilio ignores the answer to a status callback
+        return Response(EMPTY_TWIML, media_type="text/xml")
+    return JSONResponse({"accepted": True})

@@ -111,6 +111,13 @@ def erase_traces_of(session: Session, contact_id: int, phone: str) -> None:
             .values(last_error=func.replace(Recipient.last_error, digits, ERASED))
             .execution_options(synchronize_session=False)
         )
+        # What the contact wrote is theirs: the answer's kind stays countable, not its words.
+        session.execute(
+            update(Recipient)
+            .where(Recipient.id.in_(part), Recipient.reply_text.is_not(None))
+            .values(reply_text=ERASED)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def open_campaigns_of(session: Session, contact_id: int) -> list[int]:

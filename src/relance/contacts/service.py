@@ -85,17 +85,23 @@ class ContactQuery:
     search: str | None = None  # part of a name or phone, or a whole phone however written
 
 
-def list_contacts(
-    session: Session, settings: Settings, query: ContactQuery
-) -> tuple[list[Contact], int]:
-    """One page of contacts in id order, and how many match in all."""
-    search = (query.search or "").strip() or None
+def search_terms(settings: Settings, text: str | None) -> tuple[str | None, str | None]:
+    """The text to find in names and phones, and the phone it is once normalised, if one."""
+    search = (text or "").strip() or None
     exact_phone = None
     if search:
         try:
             exact_phone = normalize_phone(search, settings.default_region)
         except InvalidPhone:
             exact_phone = None
+    return search, exact_phone
+
+
+def list_contacts(
+    session: Session, settings: Settings, query: ContactQuery
+) -> tuple[list[Contact], int]:
+    """One page of contacts in id order, and how many match in all."""
+    search, exact_phone = search_terms(settings, query.search)
     stmt = repo.contacts_query(
         category_id=query.category_id, search=search, exact_phone=exact_phone
     )

@@ -11,7 +11,11 @@ and recorded (``accepted``: arrival time, recipient, our message id, text). On d
   for the failures it finds after accepting a message (131049, 131050, 131047...);
 * waits ``delay`` seconds before answering (a slow provider, many requests in flight);
 * posts a signed ``sent`` status carrying ``biz_opaque_callback_data`` to ``webhook_url`` for
-  each accepted send, one after the other, retried until answered 200, as Meta does;
+  each accepted send, one after the other, retried until answered 200, as Meta does (up to
+  ``webhook_attempts`` times, ``WEBHOOK_RETRY_SECONDS`` apart; ``webhook_refusals`` counts the
+  answers other than 200, ``webhooks_lost`` those it gave up);
+* then, for the sends ``replies`` gives a text, posts the contact's signed reply to it (a text
+  message whose ``context.id`` is the send's ``wamid``), the same way;
 * keeps the first arrival time, per recipient, of texts starting with ``mark`` (the bench's
   "Message 2 handed to the provider" moment);
 * serves ``GET /{version}/{waba_id}/message_templates`` from ``templates``, ``page_size`` at a
@@ -42,7 +46,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from relance.providers import meta_errors
-from relance.providers.meta_webhooks import sign, status_payload
+from relance.providers.meta_webhooks import message_payload, sign, status_payload
 
 STATS_PATH = "/_fake/stats"
 ACCEPTED_PATH = "/_fake/accepted"  # the send log: [[at, to, number, our_id], ...]
@@ -90,8 +94,15 @@ class FakeGraph:
         keep_templates: bool = False,
         errors: Mapping[str, int] | None = None,
         failures: Mapping[str, int] | None = None,
+        replies: Callable[[Accepted], str | None] | None = None,
+        webhook_attempts: int = WEBHOOK_ATTEMPTS,
     ) -> None:
         self.app_secret = app_secret
+        self.replies = replies
+        self.webhook_attempts = webhook_attempts
+        self.webhook_refusals = 0
+        self.webhooks_lost = 0
+        self.replies_posted = 0
         # Recipient (digits, as sent in "to") -> Meta error code: answered at once / reported
         # failed by webhook after the send was accepted.
         self.errors = dict(errors or {})
@@ -137,6 +148,10 @@ class FakeGraph:
         every send a (now dead) client made is answered and reported."""
         return self._connections == self._in_flight == self._webhooks_pending == 0
 
+    def webhooks_posted(self) -> bool:
+        """Every webhook queued so far was answered 200 (or given up: ``webhooks_lost``)."""
+        return self._webhooks_pending == 0
+
     # Requests ----------------------------------------------------------------------------
 
     def _route(self, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
@@ -176,6 +191,11 @@ class FakeGraph:
         if self.webhook_url and self._webhooks is not None:
             self._webhooks_pending += 1
             self._webhooks.put_nowait(_status(accepted, self.failures.get(to)))
+            reply = self.replies(accepted) if self.replies is not None else None
+            if reply is not None:
+                self._webhooks_pending += 1
+                self._webhooks.put_nowait(_reply(accepted, reply))
+                self.replies_posted += 1
         return 200, (
             b'{"messaging_product":"whatsapp","contacts":[{"input":"%s","wa_id":"%s"}],'
             b'"messages":[{"id":"%s"}]}' % (to.encode(), to.encode(), wamid.encode())
@@ -266,14 +286,17 @@ class FakeGraph:
                     "Content-Type": "application/json",
                 }
                 try:
-                    for _ in range(WEBHOOK_ATTEMPTS):
+                    for _ in range(self.webhook_attempts):
                         with contextlib.suppress(httpx.HTTPError):
                             response = await client.post(
                                 self.webhook_url or "", content=body, headers=headers
                             )
                             if response.status_code == 200:
                                 break
+                        self.webhook_refusals += 1  # an error answer, or none at all
                         await asyncio.sleep(WEBHOOK_RETRY_SECONDS)
+                    else:
+                        self.webhooks_lost += 1
                 finally:
                     self._webhooks_pending -= 1
 
@@ -338,6 +361,19 @@ def _status(accepted: Accepted, failed_with: int | None) -> bytes:
     if failed_with is not None:
         status["errors"] = [meta_errors.status_error(failed_with)]
     return json.dumps(status_payload([status], accepted.number or "simulator")).encode()
+
+
+def _reply(accepted: Accepted, text: str) -> bytes:
+    """The contact answers the send: a text message quoting it (``context.id``)."""
+    message = {
+        "from": accepted.to,
+        "id": f"wamid.REPLY.{accepted.wamid}",
+        "timestamp": str(int(time.time())),
+        "type": "text",
+        "text": {"body": text},
+        "context": {"from": "15550000000", "id": accepted.wamid},
+    }
+    return json.dumps(message_payload([message])).encode()
 
 
 def main(argv: list[str]) -> int:

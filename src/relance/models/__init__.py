@@ -12,6 +12,8 @@ from relance.models.campaigns import (
 from relance.models.contacts import Category, Contact, ContactOptChange, contact_categories
 from relance.models.events import InboundEvent
 from relance.models.heartbeats import Heartbeat
+from relance.models.inbox import WebhookInbox
+from relance.models.metrics import MetricSample
 from relance.models.pacing import SenderPacing
 from relance.models.senders import Sender, campaign_senders
 
@@ -27,11 +29,13 @@ __all__ = [
     "InboundEvent",
     "LoginThrottle",
     "Message",
+    "MetricSample",
     "Recipient",
     "Sender",
     "SenderPacing",
     "User",
     "UserSession",
+    "WebhookInbox",
     "campaign_categories",
     "campaign_contacts",
     "campaign_senders",

@@ -100,7 +100,9 @@ class Recipient(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
         CheckConstraint(_in("state", RecipientState), name="state_valid"),
-        Index("ix_recipients_campaign_state", "campaign_id", "state"),
+        # With the id: a page of one state, in id order, is an ordered scan of this index that
+        # stops after the page (campaigns/recipient_list.py), at any depth and any size.
+        Index("ix_recipients_campaign_state_id", "campaign_id", "state", "id"),
         Index("ix_recipients_contact_state", "contact_id", "state"),
         # The dispatcher's queue for Message 1: queued recipients whose row is not created yet,
         # in id order per campaign. Partial, like the messages' dispatch index, so that the
@@ -140,6 +142,8 @@ class Recipient(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # The provider's code of that failure (Meta's 131049...), shown and filtered on.
     last_error_code: Mapped[str | None] = mapped_column(String(50))
+    # What the answer said (its text), or what it was (a button's title, an emoji, "image").
+    reply_text: Mapped[str | None] = mapped_column(Text)
     # When the claim created this recipient's Message 1 row; NULL: none yet (the launch creates
     # recipients only, the dispatcher creates each Message 1 as it claims it).
     message_1_created_at: Mapped[datetime | None]

@@ -38,7 +38,14 @@ ACK_STATUS: dict[str, ReportedStatus] = {
     "played": "read",
     "error": "failed",
 }
-STATUS_EVENTS = frozenset({"message:out:ack", "message:update", "message:out:sent"})
+# Wassenger's guides subscribe either to ``message:out:ack`` (the ack word in ``data.ack``) or to
+# one event per step; both arrive, so both are read.
+EVENT_STATUS: dict[str, ReportedStatus] = {
+    "message:out:sent": "sent",
+    "message:out:delivered": "delivered",
+    "message:out:read": "read",
+}
+STATUS_EVENTS = frozenset({"message:out:ack", "message:update", *EVENT_STATUS})
 INBOUND_KINDS: dict[str, InteractionKind] = {
     "text": "text",
     "buttons_response": "button",
@@ -99,7 +106,24 @@ def _data(payload: Mapping[str, Any]) -> dict[str, Any]:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise WebhookRejected(400, "data: missing or not an object")
+    nested = data.get("message")
+    if "id" not in data and isinstance(nested, dict):
+        # Some of Wassenger's examples wrap the message as ``data.message`` with ``from`` and
+        # ``fromMe`` in place of ``fromNumber`` and ``flow``: read it as the flat shape.
+        flat = {**nested, "chat": data.get("chat", nested.get("chat"))}
+        flat.setdefault("fromNumber", _phone_of(nested.get("from")))
+        if "flow" not in flat and isinstance(nested.get("fromMe"), bool):
+            flat["flow"] = "outbound" if nested["fromMe"] else "inbound"
+        return flat
     return data
+
+
+def _phone_of(address: object) -> str | None:
+    """``33612345678@c.us`` or ``33612345678`` -> ``+33612345678``; anything else None."""
+    if not isinstance(address, str) or not address:
+        return None
+    number = address.split("@", 1)[0]
+    return number if number.startswith("+") else f"+{number}"
 
 
 def _required_str(data: Mapping[str, Any], name: str) -> str:
@@ -168,8 +192,8 @@ def _status(
     message_id = _required_str(data, "id")
     if failed:
         status: ReportedStatus | None = "failed"
-    elif payload.get("event") == "message:out:sent":
-        status = "sent"
+    elif payload.get("event") in EVENT_STATUS:
+        status = EVENT_STATUS[str(payload["event"])]
     else:
         status = ACK_STATUS.get(str(data.get("ack") or "").lower())
     if status is None:
@@ -215,7 +239,12 @@ def _quoted_id(data: Mapping[str, Any]) -> str | None:
 
 
 def _timestamp(payload: Mapping[str, Any], data: Mapping[str, Any]) -> datetime:
-    for value in (data.get("timestamp"), data.get("date"), payload.get("created")):
+    for value in (
+        data.get("timestamp"),
+        data.get("date"),
+        payload.get("created"),
+        payload.get("createdAt"),
+    ):
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             # Unix seconds; a few integrations send milliseconds.
             seconds = value / 1000 if value > 10**11 else value

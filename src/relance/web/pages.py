@@ -14,13 +14,14 @@ from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
 from relance.accounts.roles import Permission
-from relance.campaigns import queries
-from relance.campaigns.domain import CampaignStatus, OptSource
+from relance.campaigns import queries, results
+from relance.campaigns.domain import CampaignStatus, OptSource, RecipientState
 from relance.config import get_settings
 from relance.contacts import service as contacts
 from relance.contacts.schemas import MAX_ID
 from relance.deps import DbSession
 from relance.errors import NotFound
+from relance.models import utcnow
 from relance.web.render import page
 from relance.web.session import SignedIn, refusal, to_login
 
@@ -97,13 +98,34 @@ def campaign_page(
         return page(request, "not_found.html", {"what": f"Campaign {campaign_id}"}, 404)
     names = {c["id"]: c["name"] for c in _all_categories(session)}
     out = queries.campaign_out(session, campaign)
+    stats = queries.campaign_stats(campaign)
+    stats["rates"] = results.campaign_rates(campaign)
+    stats["reply_time"] = results.reply_times(session, campaign)
+    stats["estimated_finish_at"] = results.finish_estimate(
+        session, get_settings(), campaign, utcnow()
+    )
     context = {
         "active": "campaigns",
         "campaign": out,
-        "stats": queries.campaign_stats(campaign),
+        "stats": stats,
         "category_names": [names.get(i, f"#{i}") for i in out["category_ids"]],
+        "recipient_states": RECIPIENT_STATES,
+        "recipient_sorts": RECIPIENT_SORTS,
     }
     return page(request, "campaign.html", context)
+
+
+# The recipients table's filters: every state, the limited ones by their code.
+RECIPIENT_STATES = [(s.value, s.value.replace("_", " ")) for s in RecipientState]
+RECIPIENT_SORTS = [
+    ("id", "In sending order"),
+    ("-replied_at", "Latest answers first"),
+    ("replied_at", "Earliest answers first"),
+    ("-failed_at", "Latest failures first"),
+    ("-awaiting_reply_at", "Latest Message 1 first"),
+    ("-message_2_sent_at", "Latest Message 2 first"),
+    ("-no_interaction_at", "Latest windows closed first"),
+]
 
 
 def _int_or_none(text: str) -> int | None:

@@ -51,11 +51,23 @@ def duration(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def elapsed(seconds: float) -> str:
+    """A measured time, roughly: "45 s", "3 min 12 s", "2 h 5 min", "1 d 3 h"."""
+    whole = round(seconds)
+    for big, size, small, small_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60)):
+        if whole >= size:
+            rest = (whole % size) // small_size
+            return f"{whole // size} {big}" + (f" {rest} {small}" if rest else "")
+    if whole >= 60:
+        return f"{whole // 60} min" + (f" {whole % 60} s" if whole % 60 else "")
+    return f"{whole} s"
+
+
 def percent(part: int, whole: int) -> int:
     return math.floor(100 * part / whole) if whole else 0
 
 
-templates.env.filters.update(iso=iso, short_time=short_time, duration=duration)
+templates.env.filters.update(iso=iso, short_time=short_time, duration=duration, elapsed=elapsed)
 templates.env.globals.update(percent=percent)
 
 

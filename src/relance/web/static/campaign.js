@@ -61,7 +61,7 @@
     setStatus(stats.status, stats.status_reason);
     if (failed !== failuresShown) refreshFailures();
     R.setTime($("started-at"), stats.started_at);
-    R.setTime($("completed-at"), stats.completed_at);
+    window.relanceResults.renderResults(stats);
     const pacing = stats.pacing;
     $("pacing").hidden = !pacing;
     $("pacing").textContent = pacing ? "Sending waits: " + pacing.detail : "";
@@ -78,10 +78,13 @@
       render(JSON.parse(event.data));
       refreshBlockingSoon();
     });
-    source.addEventListener("end", () => {
+    source.addEventListener("end", async () => {
       stopFollowing();
       refreshBlocking();
       refreshTimeline();
+      window.relanceResults.reload();
+      const answer = await R.api("GET", "/api/campaigns/" + id + "/stats"); // with reply times
+      if (answer.ok) render(answer.data);
     });
     source.addEventListener("error", () => {
       // The browser reconnects by itself after a network error; a refusal closes the stream.
@@ -135,6 +138,9 @@
     );
     $("blocking-table").hidden = data.items.length === 0;
     $("blocking-empty").hidden = data.open_recipients > 0;
+    $("blocking-empty").textContent = ["draft", "scheduled"].includes(status)
+      ? "Not launched yet: nothing is sent before the launch" + (status === "scheduled" ? " at its scheduled time." : ".")
+      : "Nothing keeps this campaign from completing.";
     $("blocking-count").textContent = data.open_recipients
       ? data.open_recipients + (data.items.length < data.open_recipients ? " (first " + data.items.length + " shown)" : "")
       : "";
@@ -165,7 +171,7 @@
       }),
     );
     $("failures-count").textContent =
-      data.total + (data.items.length < data.total ? " (first " + data.items.length + " shown)" : "");
+      failed + (data.items.length < failed ? " (first " + data.items.length + " shown)" : "");
   }
 
   // Sends per minute ----------------------------------------------------------------------
@@ -235,6 +241,7 @@
     if (stats.ok) render(stats.data);
     refreshBlocking();
     refreshTimeline();
+    window.relanceResults.reload();
     follow();
   }
 
