@@ -1068,9 +1068,9 @@ def test_an_event_the_database_refuses_is_stored_rejected_and_the_rest_is_applie
     real = answers.record_interaction  # what inbound calls
 
     def refused_by_the_database(
-        session: Any, settings_: Settings, followups_: Any, from_phone: str, *args: Any
+        session: Any, settings_: Settings, followups_: Any, from_phone: str, *args: Any, **kw: Any
     ) -> Any:
-        answer = real(session, settings_, followups_, from_phone, *args)  # queues its Message 2
+        answer = real(session, settings_, followups_, from_phone, *args, **kw)  # its Message 2
         if from_phone == refused.phone:  # NOT NULL violated: IntegrityError on both databases
             session.execute(
                 update(Message)
