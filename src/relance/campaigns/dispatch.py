@@ -15,128 +15,31 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from relance.campaigns import claims, templates
-from relance.campaigns.domain import MessageKind
+from relance.campaigns import claims
 from relance.campaigns.followups import Followups
-from relance.campaigns.handover import Refused, count_sends, send_all
+from relance.campaigns.handover import Claimed, Refused, claim, claim_for, send_all
 from relance.campaigns.outcomes import DispatchReport, SendOutcome, record_outcomes
 from relance.campaigns.team import Team
 from relance.config import Settings
-from relance.contacts.domain import contact_values, render
 from relance.db import session_scope
-from relance.metrics.recorder import LIMITER_SLEEP, LIMITER_WAITS, recorder
+from relance.metrics.recorder import LIMITER_SLEEP, LIMITER_WAITS, SENDS, recorder
 from relance.models import utcnow
 from relance.pacing.domain import Grant, Wait
 from relance.pacing.limiter import AnyLimiter, LimiterUnavailable
-from relance.providers.base import (
-    OutboundMessage,
-    Provider,
-)
-from relance.senders.domain import limit_reason
+from relance.providers.base import OutboundMessage, PermanentError, Provider, RateLimited
 from relance.senders.identity import SenderInfo, pacing_key
-from relance.senders.limits import limit_of, limit_room
+
+# claim and send_all are the dispatcher's halves; tests and callers import them from here.
+__all__ = ["Claimed", "Refused", "claim", "claim_for", "dispatch", "send_all"]
 
 log = logging.getLogger(__name__)
 MAX_SENDERS_AT_ONCE = 32  # senders served side by side by one dispatch
 NEW_WORK_CHECK_SECONDS = 1.0
-
-
-def claim(
-    settings: Settings,
-    limit: int,
-    message_ids: Sequence[int] | None = None,
-    recipient_ids: Sequence[int] | None = None,
-    now: datetime | None = None,
-) -> list[OutboundMessage]:
-    """Claim and load up to ``limit`` due messages of every sender in one short transaction.
-
-    Due: a pending message whose time has come, or a queued recipient of a sending campaign
-    whose Message 1 is created by this claim. ``message_ids`` restricts the claim to those
-    pending messages; ``recipient_ids`` to those recipients' messages and Message 1s.
-    """
-    return claim_for(settings, limit, message_ids, recipient_ids, now).messages
-
-
-@dataclass
-class Claimed:
-    messages: list[OutboundMessage] = field(default_factory=list)
-    # The sender's messaging limit held its Message 1s: when room opens again, and why.
-    limit_until: datetime | None = None
-    limit_reason: str | None = None
-
-
-def claim_for(
-    settings: Settings,
-    limit: int,
-    message_ids: Sequence[int] | None = None,
-    recipient_ids: Sequence[int] | None = None,
-    now: datetime | None = None,
-    sender: SenderInfo | None = None,
-    scope: claims.SenderScope = claims.EVERY_SENDER,
-) -> Claimed:
-    """``claim`` for one sender (``scope``), within its messaging limit.
-
-    With a limit, the sender's row is locked for the claim: two dispatchers counting the
-    moving 24 h at once would each see room for the last user and pass the limit together.
-    """
-    now = now or utcnow()
-    out = Claimed()
-    with session_scope(settings) as session:
-        limit_24h = limit_of(sender, settings) if sender is not None else 0
-        if sender is not None and limit_24h and scope.message_1 and message_ids is None:
-            room = limit_room(session, sender, limit_24h, now)
-            scope = replace(scope, message_1_room=room.room)
-            if room.resumes_at is not None:
-                out.limit_until = room.resumes_at
-                out.limit_reason = limit_reason(limit_24h, room.resumes_at)
-        ids = claims.claim_messages(
-            session,
-            now,
-            limit,
-            message_ids,
-            provider=settings.provider,
-            recipient_ids=recipient_ids,
-            scope=scope,
-        )
-        if ids:
-            rows = claims.outbound_rows(session, ids)
-            out.messages = [_outbound(row, settings.provider, now) for row in rows]
-    return out
-
-
-def _outbound(row: Any, provider: str, now: datetime) -> OutboundMessage:
-    """One claimed message, personalised for its contact, as the provider must send it now."""
-    values = contact_values(row.first_name, row.last_name, row.attributes or {})
-    defaults = row.placeholder_defaults or {}
-
-    def fill(text: templates.TemplateText) -> str:
-        return render(text.text, values, defaults)
-
-    if row.kind == MessageKind.MESSAGE_2:
-        template = None
-        route = templates.message_2_route(
-            provider, row.replied_at, now, bool(row.message_2_template)
-        )
-        if route == "refuse":
-            reason = templates.window_closed_reason(row.replied_at)
-            return Refused(
-                row.id, row.phone, "", kind="message_2", code="service_window_closed", reason=reason
-            )
-        if route == "template":
-            template = templates.render_template(row.message_2_template, "message_2_template", fill)
-        text = render(row.message_2 or "", values, defaults)
-        return OutboundMessage(row.id, row.phone, text, template, kind="message_2")
-    template = row.message_1_template
-    if template:
-        template = templates.render_template(template, "message_1_template", fill)
-    text = render(row.message_1, values, defaults)
-    return OutboundMessage(row.id, row.phone, text, template)
 
 
 @dataclass(frozen=True)
@@ -155,7 +58,7 @@ class _Plan:
     """One sender's claimed messages, to hand over at its granted time."""
 
     sender: SenderInfo
-    label: str  # its pacing key, in metrics
+    label: str  # the sender's pacing key, in metrics
     limiter: AnyLimiter
     provider: Provider
     at: float
@@ -207,15 +110,13 @@ def dispatch(
         while not over():
             plan, held = _plan(settings, team, sender, ask)
             if held is not None:
-                recorder.inc(LIMITER_WAITS, sender=pacing_key(sender, settings), reason=held[1])
                 with guard:
                     _wait(total, *held)
             if plan is None:
                 return
             outcomes = _send_at_slot(plan)
             report = _record(settings, followups, outcomes, plan.limiter)
-            sends = [(m.kind, isinstance(m, Refused)) for m in plan.messages]
-            count_sends(sender.provider, plan.label, sends, outcomes)
+            count_sends(plan, outcomes)
             with guard:
                 total.sent += report.sent
                 total.failed += report.failed
@@ -275,13 +176,16 @@ def _plan(
     # A paused sender (a person, or quality red with QUALITY_RED_ACTION=pause) still answers.
     scope = claims.SenderScope(sender.stored_id, message_1=sender.status != "paused")
     limiter = team.limiter(sender)
+    label = pacing_key(sender, settings)
     try:  # ask before claiming: a claim that must then wait is churn
         waiting = limiter.peek(ask.max_wait)
     except LimiterUnavailable as exc:
         log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
+        recorder.inc(LIMITER_WAITS, sender=label, reason="limiter_unavailable")
         return None, (None, "limiter_unavailable")
     if waiting is not None:
         team.rest(sender, waiting.until)
+        recorder.inc(LIMITER_WAITS, sender=label, reason=waiting.reason)
         return None, (waiting.until, waiting.reason)
     wanted = ask.batch if limiter.rules.unpaced else 1
     now = ask.clock()
@@ -298,16 +202,17 @@ def _plan(
     except LimiterUnavailable as exc:
         log.warning("pacing store unavailable: not sending", extra={"error": str(exc)})
         _release(settings, claimed.messages, time.time())
+        recorder.inc(LIMITER_WAITS, sender=label, reason="limiter_unavailable")
         return None, (None, "limiter_unavailable")
     if isinstance(decision, Wait):
         _release(settings, claimed.messages, decision.until)
         team.rest(sender, decision.until)
+        recorder.inc(LIMITER_WAITS, sender=label, reason=decision.reason)
         return None, (decision.until, decision.reason)
     assert isinstance(decision, Grant)
     keep, rest = claimed.messages[: decision.count], claimed.messages[decision.count :]
     if rest:  # a batch boundary or the daily quota granted fewer
         _release(settings, rest, decision.at)
-    label = pacing_key(sender, settings)
     return _Plan(sender, label, limiter, team.provider(sender), decision.at, keep), held
 
 
@@ -333,6 +238,29 @@ def _send_at_slot(plan: _Plan) -> list[SendOutcome]:
         recorder.inc(LIMITER_SLEEP, delay, sender=plan.label)
         time.sleep(delay)  # the slot the limiter granted: the pace itself, not a poll
     return send_all(plan.provider, plan.messages)
+
+
+def send_outcome_label(message: OutboundMessage, outcome: SendOutcome) -> str:
+    """What one provider call did: sent, refused (never handed over), failed, rate_limited,
+    retry (a transient error)."""
+    if isinstance(message, Refused):
+        return "refused"
+    if outcome.error is None:
+        return "sent"
+    if isinstance(outcome.error, PermanentError):
+        return "failed"
+    return "rate_limited" if isinstance(outcome.error, RateLimited) else "retry"
+
+
+def count_sends(plan: _Plan, outcomes: Sequence[SendOutcome]) -> None:
+    for message, outcome in zip(plan.messages, outcomes, strict=True):
+        recorder.inc(
+            SENDS,
+            provider=plan.sender.provider,
+            sender=plan.label,
+            kind=message.kind,
+            outcome=send_outcome_label(message, outcome),
+        )
 
 
 def _record(
