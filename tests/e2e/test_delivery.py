@@ -24,7 +24,7 @@ from relance.accounts.keys import create_api_key
 from relance.config import load_settings
 from relance.db import session_scope
 from relance.fakes.graph import FakeGraph
-from relance.models import Message
+from relance.models import Heartbeat, Message
 from relance.processes import Process, Processes, free_port, wait_for_http, wait_until
 from relance.providers.meta_webhooks import message_payload, sign
 from tests.support.api import campaign_for_phones, wait_completed
@@ -131,6 +131,9 @@ def test_worker_killed_mid_campaign_sends_each_message_once(
     client = stack.start_api()
     cid = _campaign(client, 0, 1000)
     victim = stack.start("worker", "--concurrency", "2")
+    # No Beat yet: the launch's dispatch task expires after a few seconds, and a worker still
+    # starting on a loaded machine missed it (nothing sent in 120 s). Launch once it is ready.
+    stack.wait(lambda: _worker_ready(pg_url), 120, "the worker ready")
     assert client.post(f"/api/campaigns/{cid}/launch").status_code == 200
     stack.wait(lambda: len(graph.accepted) >= 300, 120, "300 sends")
     victim.kill()
@@ -261,6 +264,12 @@ def _claims(database_url: str) -> list[tuple[float, str]]:
             select(Message.claimed_at, Message.kind).where(Message.sent_at.is_not(None))
         ).all()
     return [(claimed.timestamp(), kind) for claimed, kind in rows if claimed]
+
+
+def _worker_ready(database_url: str) -> bool:
+    """The worker wrote its first heartbeat (it does once ready to take tasks)."""
+    with session_scope(load_settings(database_url=database_url)) as session:
+        return session.scalar(select(Heartbeat.name).where(Heartbeat.role == "worker")) is not None
 
 
 def _message_2_created(database_url: str) -> bool:
