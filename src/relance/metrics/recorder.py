@@ -11,6 +11,7 @@ that much of its counts; a flush the database refuses is kept for the next one.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -110,7 +111,12 @@ Key = tuple[str, str]  # (sample name, labels as sorted JSON)
 
 def labels_key(labels: Mapping[str, str]) -> str:
     """The stored form of a label set: the same labels always give the same string."""
-    return json.dumps(sorted(labels.items()), separators=(",", ":"), ensure_ascii=False)
+    return _labels_json(tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=4096)  # label sets are few; a send records three of them
+def _labels_json(items: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
 
 
 def _checked(metric: Metric, labels: Mapping[str, object]) -> dict[str, str]:
