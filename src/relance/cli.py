@@ -79,14 +79,18 @@ def worker(ctx: typer.Context) -> None:
 def beat(ctx: typer.Context) -> None:
     """Run Celery Beat: exactly one per deployment (two would tick every task twice)."""
     settings = settings_for("beat")
+    from relance import beat_scheduler
     from relance.worker import celery_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # the schedule file lives there
     lease = leases.beat_lease(settings)
     leases.wait_for(lease, "beat")  # a second Beat waits here instead of ticking
     leases.watch(lease, on_lost=_beat_lost)
+    beat_scheduler.hold(lease)
     heartbeats.start(settings, "beat")
-    celery_app.start([*_quiet(settings), "beat", "--loglevel", settings.log_level, *ctx.args])
+    scheduler = ["--scheduler", "relance.beat_scheduler:LeasedScheduler"]
+    argv = [*_quiet(settings), "beat", "--loglevel", settings.log_level, *scheduler, *ctx.args]
+    celery_app.start(argv)
 
 
 @cli.command()
