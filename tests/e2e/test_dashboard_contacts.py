@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,9 +19,9 @@ from tests.e2e.test_dashboard import (
     _require_chromium,
     _running,
 )
+from tests.support.browser import signed_in_page
 from tests.support.stack import cli_api_key, cli_user
 
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 CSV = "phone,first_name,categories\n+33615000001,Camille,duo\n+33615000002,Léa,duo\n"
 
 
@@ -55,21 +54,7 @@ def test_contacts_and_categories_managed(stack: Stack, viewport: str) -> None:
     with sync_playwright() as p:
         browser = _launch_browser(p)
         try:
-            mobile: dict[str, Any] = (
-                {"device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-                if viewport == "phone"
-                else {}
-            )
-            context = browser.new_context(viewport=VIEWPORTS[viewport], **mobile)
-            context.set_default_timeout(15_000)
-            page = context.new_page()
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("dialog", lambda dialog: dialog.accept())
-            page.goto(f"{base}/login")
-            page.fill("#email", ADMIN)
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            expect(page).to_have_url(f"{base}/")
+            page = signed_in_page(browser, base, ADMIN, PASSWORD, problems, viewport)
 
             # Categories: create, rename, a refused delete that names the campaign, a delete.
             page.goto(f"{base}/contacts")

@@ -23,10 +23,10 @@ from tests.e2e.test_dashboard import (
     _require_chromium,
     _running,
 )
+from tests.support.browser import signed_in_page
 from tests.support.stack import cli_api_key, cli_user
 
 CAMPAIGN_PAGE = re.compile(r"/campaigns/\d+$")
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 CSV = (
     "phone,first_name,categories,city\n"
     "+33614000001,Camille,duo,Lyon\n"
@@ -65,21 +65,7 @@ def test_edit_a_refused_draft_then_schedule_one(stack: Stack, viewport: str) -> 
     with sync_playwright() as p:
         browser = _launch_browser(p)
         try:
-            mobile: dict[str, Any] = (
-                {"device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-                if viewport == "phone"
-                else {}
-            )
-            context = browser.new_context(viewport=VIEWPORTS[viewport], **mobile)
-            context.set_default_timeout(15_000)
-            page = context.new_page()
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("dialog", lambda dialog: dialog.accept())
-            page.goto(f"{base}/login")
-            page.fill("#email", ADMIN)
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            expect(page).to_have_url(f"{base}/")
+            page = signed_in_page(browser, base, ADMIN, PASSWORD, problems, viewport)
 
             # No audience yet: the launch is blocked, and the page says why.
             page.goto(f"{base}/campaigns/new")

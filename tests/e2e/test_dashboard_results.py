@@ -12,7 +12,6 @@ import io
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,11 +27,11 @@ from tests.e2e.test_dashboard import (
     _running,
 )
 from tests.support.api import wait_completed
+from tests.support.browser import signed_in_page
 from tests.support.stack import cli_api_key, cli_user
 
 DOC_SHOT = Path(__file__).resolve().parents[2] / "docs" / "recipients-table.png"
 CONTACTS = 12
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
 @pytest.fixture
@@ -84,22 +83,9 @@ def test_failed_recipients_and_their_export(stack: Stack, tmp_path: Path, viewpo
     with sync_playwright() as p:
         browser = _launch_browser(p)
         try:
-            mobile: dict[str, Any] = (
-                {"device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-                if viewport == "phone"
-                else {}
+            page = signed_in_page(
+                browser, base, ADMIN, PASSWORD, problems, viewport, downloads=True
             )
-            context = browser.new_context(
-                viewport=VIEWPORTS[viewport], accept_downloads=True, **mobile
-            )
-            context.set_default_timeout(15_000)
-            page = context.new_page()
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.goto(f"{base}/login")
-            page.fill("#email", ADMIN)
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            expect(page).to_have_url(f"{base}/")
             page.goto(f"{base}/campaigns/{campaign_id}")
             expect(page.locator("#status")).to_have_text("completed")
 
