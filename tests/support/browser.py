@@ -29,6 +29,9 @@ def signed_in_page(
         viewport=VIEWPORTS[viewport], accept_downloads=downloads, **mobile
     )
     context.set_default_timeout(15_000)
+    # A navigation waits on the server (a launch, a save): on a loaded machine it takes longer
+    # than a check on the page, and a wait that passes returns as soon as it holds.
+    context.set_default_navigation_timeout(60_000)
     page = context.new_page()
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("dialog", lambda dialog: dialog.accept())
