@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from relance.campaigns import inbox
 from relance.campaigns.followups import Followups
 from relance.config import Settings
+from relance.metrics.recorder import recorder
 
 log = logging.getLogger(__name__)
 CHANNEL = "relance_inbox"
@@ -51,6 +52,9 @@ def _run(settings: Settings, followups: Followups, stop: threading.Event) -> Non
                 # LISTEN first, then drain: an append committed in between still notifies us.
                 while not stop.is_set():
                     inbox.drain(settings, followups, budget_seconds=DRAIN_BUDGET_SECONDS)
+                    # This thread counts the webhook events it applies: no task ends here to
+                    # carry them to /metrics.
+                    recorder.flush_if_due(settings)
                     for _ in conn.notifies(timeout=interval, stop_after=1):
                         pass  # a wake-up; notifications of the same drain coalesce here
         except Exception:  # the database went away: try again, Beat's task covers meanwhile
