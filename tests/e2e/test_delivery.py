@@ -242,22 +242,15 @@ def test_pacing_holds_across_workers_and_message_2_overtakes(
     assert m2_claimed <= min(waiting), "the Message 2 should overtake the waiting Message 1s"
 
 
-class Lateness(threading.Thread):
-    """How late a sleeping thread of this machine wakes up, at worst, while it runs."""
+class _WorstWhileRunning(threading.Thread):
+    """A measuring thread, run as a context manager; ``worst`` is the largest reading so far."""
 
-    def __init__(self, tick: float = 0.01) -> None:
+    def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.tick = tick
         self.worst = 0.0
         self._stop_event = threading.Event()
 
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            started = time.perf_counter()
-            time.sleep(self.tick)
-            self.worst = max(self.worst, time.perf_counter() - started - self.tick)
-
-    def __enter__(self) -> Lateness:
+    def __enter__(self) -> _WorstWhileRunning:
         self.start()
         return self
 
@@ -266,15 +259,27 @@ class Lateness(threading.Thread):
         self.join()
 
 
-class HopLatency(threading.Thread):
+class Lateness(_WorstWhileRunning):
+    """How late a sleeping thread of this machine wakes up, at worst, while it runs."""
+
+    def __init__(self, tick: float = 0.01) -> None:
+        super().__init__()
+        self.tick = tick
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            started = time.perf_counter()
+            time.sleep(self.tick)
+            self.worst = max(self.worst, time.perf_counter() - started - self.tick)
+
+
+class HopLatency(_WorstWhileRunning):
     """The slowest HTTP request to the fake provider while it runs (keep-alive, like a worker's)."""
 
     def __init__(self, url: str, every: float = 0.01) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.url = url
         self.every = every
-        self.worst = 0.0
-        self._stop_event = threading.Event()
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url) as client:
@@ -283,14 +288,6 @@ class HopLatency(threading.Thread):
                 client.get(STATS_PATH)
                 self.worst = max(self.worst, time.perf_counter() - started)
                 self._stop_event.wait(self.every)
-
-    def __enter__(self) -> HopLatency:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 def _claims(database_url: str) -> list[tuple[float, str]]:
