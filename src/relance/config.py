@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # pace (``slow``), or wait until Meta says it recovered (``pause``).
     quality_red_action: Literal["slow", "pause"] = "slow"
     quality_slow_fraction: float = Field(default=0.5, gt=0, le=1)
+    # How often Beat reads each Cloud API number's messaging limit, quality and throughput
+    # from the Graph API (RELANCE_PROVIDER=meta). 0: never (the webhooks still update them).
+    meta_refresh_seconds: float = Field(default=3600.0, ge=0, description="0 means never")
     max_attempts: int = Field(default=5, ge=1)
     sending_grace_seconds: float = Field(default=600.0, ge=0)
     # Unset: the provider's default (``outcome_policy``); an explicit setting wins.

@@ -24,6 +24,7 @@ def sender_add(
     display_number: Annotated[str | None, typer.Option(help="the number as people read it")] = None,
     throughput: Annotated[float | None, typer.Option(help="messages/s (Meta: 80 or 1000)")] = None,
     messaging_limit: Annotated[int | None, typer.Option(help="unique users per 24 h")] = None,
+    portfolio: Annotated[str | None, typer.Option(help="Meta business portfolio")] = None,
 ) -> None:
     """Add a sender of the configured provider (RELANCE_PROVIDER); prints its id."""
     from relance.accounts import audit
@@ -41,6 +42,7 @@ def sender_add(
             "display_number": display_number,
             "throughput_per_second": throughput,
             "messaging_limit": messaging_limit,
+            "portfolio": portfolio,
         }
     )
     with unit_of_work(settings) as session:
@@ -60,7 +62,7 @@ def sender_list() -> None:
     settings = settings_for("sender list")
     with unit_of_work(settings) as session:
         rows = service.list_senders(session, settings)
-        used = usage.limit_used(session, [r.id for r in rows], [r.id for r in rows if r.is_default])
+        used = usage.limit_used(session)
         for row in rows:
             one = info(row, settings)
             limit = row.messaging_limit or settings.messaging_limit or "none"
@@ -102,6 +104,15 @@ def sender_pause(ident: Annotated[int, typer.Argument(metavar="ID")]) -> None:
 def sender_resume(ident: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Let a paused or stopped sender send again."""
     _set(ident, "active", "resume")
+
+
+@sender_cli.command("refresh")
+def sender_refresh() -> None:
+    """Read each Cloud API number's messaging limit, quality and throughput from Meta now."""
+    from relance.senders.refresh import refresh_senders
+
+    for line in refresh_senders(settings_for("sender refresh")):
+        typer.echo(line)
 
 
 @sender_cli.command("remove")

@@ -214,3 +214,11 @@ def apply_webhooks() -> dict[str, Any]:
     WEBHOOK_APPLY_INTERVAL_SECONDS; it applies the inbox in batches until it is empty."""
     settings = get_settings()
     return inbox.drain(settings, followups, budget_seconds=APPLY_BUDGET_SECONDS)
+
+
+@celery_app.task(name="relance.refresh_meta_senders", acks_late=True)
+def refresh_meta_senders() -> dict[str, Any]:
+    """Each Cloud API number's messaging limit, quality and throughput, read from Meta."""
+    from relance.senders.refresh import refresh_senders
+
+    return {"senders": refresh_senders(get_settings())}

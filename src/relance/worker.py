@@ -36,7 +36,7 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Beat only ticks; each tick claims due work from the database (idempotent if doubled)."""
     dispatch = settings.dispatch_interval_seconds
-    return {
+    schedule: dict[str, dict[str, Any]] = {
         # R2.1: the plan's safety net, every 2 minutes by default.
         "check-sending-campaigns": {
             "task": "relance.check_sending_campaigns",
@@ -66,6 +66,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"expires": dispatch},
         },
     }
+    if settings.provider == "meta" and settings.meta_refresh_seconds:
+        # Meta's limit, quality and throughput of each number (the webhooks say most of it).
+        schedule["refresh-meta-senders"] = {
+            "task": "relance.refresh_meta_senders",
+            "schedule": settings.meta_refresh_seconds,
+            "options": {"expires": settings.meta_refresh_seconds},
+        }
+    return schedule
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -133,7 +133,7 @@ def test_a_paused_sender_holds_its_message_1s_a_stopped_one_everything(
 
 
 def test_the_messaging_limit_holds_message_1s_and_says_until_when(settings: Settings) -> None:
-    campaign_id, ids = _setup(settings, [1, 1], messaging_limit=4)
+    campaign_id, ids = _setup(settings, [1, 1], messaging_limit=4, portfolio="second")
     fleet = Fleet()
     report = _dispatch(settings, fleet)
     assert Counter(fleet.sent_by().values()) == {0: 15, ids[1]: 4}
@@ -184,6 +184,8 @@ def test_a_quality_webhook_slows_a_sender_and_unflagged_restores_it(settings: Se
         assert (row.status, row.quality_rating, row.messaging_limit) == ("slowed", "RED", 2000)
         assert row.paused_reason == "flagged by Meta"
         assert session.get_one(Sender, 1).status == "active"  # only the number named
+        # ... but the limit is the business portfolio's: its other number holds it too.
+        assert session.get_one(Sender, 1).messaging_limit == 2000
     with session_scope(settings) as session:
         apply_sender_event(session, settings, event("UNFLAGGED", "TIER_10K"))
     with session_scope(settings) as session:

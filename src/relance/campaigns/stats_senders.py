@@ -13,7 +13,7 @@ from relance.senders import service
 from relance.senders.domain import limit_reason, messaging_room
 from relance.senders.identity import SenderInfo
 from relance.senders.limits import limit_of
-from relance.senders.usage import window_sends
+from relance.senders.usage import members, window_sends
 
 
 def _senders_of(session: Session, settings: Settings, campaign_id: int) -> list[SenderInfo]:
@@ -71,7 +71,8 @@ def sender_waits(session: Session, settings: Settings, campaign_id: int) -> list
             out.append(f"{name} {held[sender.status]}{why}")
         limit = limit_of(sender, settings)
         if limit:
-            opened = [at for _, at in window_sends(session, sender.stored_id, now)]
+            stored = members(session, sender.portfolio)
+            opened = [at for _, at in window_sends(session, stored, now)]
             room = messaging_room(limit, opened, now)
             if room.resumes_at is not None:
                 out.append(f"{name}: {limit_reason(limit, room.resumes_at)}")

@@ -22,7 +22,9 @@ and recorded (``accepted``: arrival time, recipient, our message id, text). On d
 * serves ``GET /{version}/{waba_id}/message_templates`` from ``templates``, ``page_size`` at a
   time with Meta's cursor paging (``paging.cursors.before/after``, ``next`` and ``previous``
   URLs; an unknown WABA id is Meta's code 100 error), counting the requests in
-  ``template_requests``; with ``keep_templates``, each accepted send keeps its ``template``.
+  ``template_requests``; with ``keep_templates``, each accepted send keeps its ``template``;
+* serves ``GET /{version}/{phone_number_id}?fields=...`` from ``numbers`` (``graph_numbers``:
+  messaging limit, quality rating, throughput), counting them in ``number_requests``.
 
 In a test it runs in a thread of the test process (``start``/``close``, or ``with``); the bench
 runs it alone: ``python -m relance.fakes.graph PORT [--mark PREFIX]``, and reads
@@ -46,6 +48,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from relance.fakes.graph_numbers import number_fields, number_id, unknown_object
 from relance.fakes.graph_webhooks import Accepted, merged, reply_body, status_body
 from relance.providers import meta_errors
 from relance.providers.meta_webhooks import sign
@@ -87,8 +90,12 @@ class FakeGraph:
         replies: Callable[[Accepted], str | None] | None = None,
         webhook_attempts: int = WEBHOOK_ATTEMPTS,
         webhook_batch: int = 1,
+        numbers: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.app_secret = app_secret
+        # phone_number_id -> the fields Meta answers for it (``graph_numbers``).
+        self.numbers = numbers if numbers is not None else {}
+        self.number_requests = 0
         self.webhook_batch = webhook_batch
         self.replies = replies
         self.webhook_attempts = webhook_attempts
@@ -151,6 +158,9 @@ class FakeGraph:
             return self._send(body, path.decode().rstrip("/").split("/")[-2])
         if method == b"GET" and urlsplit(path.decode()).path.endswith("/message_templates"):
             return self._message_templates(path.decode())
+        if method == b"GET" and number_id(path.decode()) is not None:
+            self.number_requests += 1
+            return number_fields(self.numbers, path.decode())
         if method == b"GET" and path == STATS_PATH.encode():
             return 200, json.dumps({"sent": len(self.accepted), "marked": self.marked}).encode()
         if method == b"GET" and path == ACCEPTED_PATH.encode():
@@ -199,16 +209,7 @@ class FakeGraph:
         url = urlsplit(target)
         waba_id = url.path.rstrip("/").split("/")[-2]
         if waba_id != self.waba_id:
-            error = {
-                "message": f"Unsupported get request. Object with ID '{waba_id}' does not "
-                "exist, cannot be loaded due to missing permissions, or does not support "
-                "this operation.",
-                "type": "GraphMethodException",
-                "code": 100,
-                "error_subcode": 33,
-                "fbtrace_id": "AbCdEfGhIjK",
-            }
-            return 400, json.dumps({"error": error}).encode()
+            return unknown_object(waba_id)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         size = int(query.get("limit", self.page_size))
         size = max(1, min(size, self.page_size))

@@ -56,7 +56,13 @@ class Sender(Base):
     # Unique users outside their service window per moving 24 h (Meta's messaging limit).
     # NULL: MESSAGING_LIMIT (default none).
     messaging_limit: Mapped[int | None] = mapped_column(Integer)
+    # Meta's business portfolio: its numbers share one messaging limit and one count. NULL:
+    # the install's one portfolio (every sender without one counts together: counting too
+    # many can only make relance wait early, never send past Meta's limit).
+    portfolio: Mapped[str | None] = mapped_column(String(100))
     quality_rating: Mapped[str] = mapped_column(String(20), default="UNKNOWN")
+    # When the Graph API last answered for this number (its limit, quality and throughput).
+    meta_checked_at: Mapped[datetime | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(20), default="active")
     paused_reason: Mapped[str | None] = mapped_column(Text)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -29,7 +29,7 @@ def sender_out(row: Sender, limit_used: int | None = None) -> SenderOut:
 @router.get("", summary="List the senders (numbers) with their limits and health")
 def list_senders(session: DbSession, settings: SettingsDep, _: Reader) -> SenderList:
     rows = service.list_senders(session, settings)
-    used = usage.limit_used(session, [r.id for r in rows], [r.id for r in rows if r.is_default])
+    used = usage.limit_used(session)
     items = [sender_out(r, used.get(r.id, 0)) for r in rows]
     return SenderList(items=items, total=len(items))
 
@@ -37,7 +37,7 @@ def list_senders(session: DbSession, settings: SettingsDep, _: Reader) -> Sender
 @router.get("/{sender_id}", responses=error_responses(404, 422), summary="One sender")
 def get_sender(sender_id: SenderId, session: DbSession, _: Reader) -> SenderOut:
     row = service.get_sender(session, sender_id)
-    used = usage.limit_used(session, [row.id], [row.id] if row.is_default else [])
+    used = usage.limit_used(session)
     return sender_out(row, used.get(row.id, 0))
 
 

@@ -41,6 +41,7 @@ class SenderInfo:
     throughput_per_second: float | None = None
     messaging_limit: int | None = None
     display_number: str | None = None
+    portfolio: str = ""  # "": the install's one portfolio
 
     @property
     def stored_id(self) -> int | None:
@@ -92,6 +93,7 @@ def info(row: Sender, settings: Settings) -> SenderInfo:
         throughput_per_second=row.throughput_per_second,
         messaging_limit=row.messaging_limit,
         display_number=row.display_number,
+        portfolio=row.portfolio or "",
     )
 
 

@@ -1,17 +1,15 @@
-"""Meta's messaging limit of one sender, read from the database at claim time."""
+"""Meta's messaging limit of one sender's business portfolio, read at claim time."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relance.config import Settings
-from relance.models import Sender
 from relance.senders.domain import LimitRoom, messaging_room
 from relance.senders.identity import SenderInfo
-from relance.senders.usage import window_sends
+from relance.senders.usage import members, window_sends
 
 
 def limit_of(sender: SenderInfo, settings: Settings) -> int:
@@ -20,9 +18,9 @@ def limit_of(sender: SenderInfo, settings: Settings) -> int:
 
 
 def limit_room(session: Session, sender: SenderInfo, limit: int, now: datetime) -> LimitRoom:
-    """Room for new users now, the sender's row locked until the claim commits (two
-    dispatchers must not both take the last place). SQLite has one writer: no lock needed."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Sender.id).where(Sender.id == sender.id).with_for_update())
-    opened = [at for _, at in window_sends(session, sender.stored_id, now)]
+    """Room for new users now, over every sender of the portfolio (Meta counts them together),
+    their rows locked until the claim commits. SQLite has one writer: no lock needed."""
+    lock = session.get_bind().dialect.name == "postgresql"
+    stored = members(session, sender.portfolio, lock=lock)
+    opened = [at for _, at in window_sends(session, stored, now)]
     return messaging_room(limit, opened, now)

@@ -31,6 +31,13 @@ class SenderFields(Strict):
         description="unique users outside their service window per moving 24 h; null: "
         "MESSAGING_LIMIT (default none)",
     )
+    portfolio: Text | None = Field(
+        default=None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Meta's business portfolio (its id, or a name): the senders of one "
+        "portfolio share its messaging limit and its count; null: the install's one portfolio",
+    )
 
 
 class SenderCreate(SenderFields):
@@ -49,9 +56,9 @@ class SenderUpdate(SenderFields):
         "A stopped sender is made active again here once its account is restored.",
     )
     # PATCH semantics: a field left out is unchanged; these say "set it back to the default".
-    clear: list[Literal["display_number", "throughput_per_second", "messaging_limit"]] = Field(
-        default_factory=list, max_length=3
-    )
+    clear: list[
+        Literal["display_number", "throughput_per_second", "messaging_limit", "portfolio"]
+    ] = Field(default_factory=list, max_length=4)
 
 
 class SenderOut(BaseModel):
@@ -64,13 +71,15 @@ class SenderOut(BaseModel):
     display_number: str | None
     throughput_per_second: float | None
     messaging_limit: int | None
+    portfolio: str | None
     quality_rating: str
+    meta_checked_at: datetime | None
     status: str
     paused_reason: str | None
     is_default: bool
     created_at: datetime
     updated_at: datetime
-    # Filled by the list and the page: unique users messaged in the moving 24 h.
+    # Filled by the list and the page: unique users its portfolio messaged in the moving 24 h.
     limit_used: int | None = None
 
 

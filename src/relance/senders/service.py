@@ -5,9 +5,10 @@ Services flush, never commit: the entrypoint (a route, a CLI command) owns the t
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -187,6 +188,23 @@ def delete_sender(session: Session, row: Sender) -> None:
         raise Conflict(f"sender {row.id} serves campaign {used}: it cannot be deleted")
     session.delete(row)
     session.flush()
+
+
+def set_portfolio_limit(
+    session: Session, portfolios: set[str], limit: int | None, now: datetime
+) -> int:
+    """Meta's messaging limit is its business portfolio's: what Meta says of one number holds
+    for every sender of that portfolio. Answers how many senders changed."""
+    result = session.execute(
+        update(Sender)
+        .where(
+            func.coalesce(Sender.portfolio, "").in_(sorted(portfolios)),
+            Sender.messaging_limit.is_distinct_from(limit),
+        )
+        .values(messaging_limit=limit, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def set_state(

@@ -13,7 +13,7 @@ from relance.config import Settings
 from relance.models import Sender, utcnow
 from relance.providers.events import SenderEvent
 from relance.senders.domain import HIGH_THROUGHPUT, TIERS, after_signal, signal_of
-from relance.senders.service import by_display_number
+from relance.senders.service import by_display_number, set_portfolio_limit
 
 log = logging.getLogger(__name__)
 
@@ -64,5 +64,9 @@ def apply_sender_event(
             f"sender {row.id}: {row.status}"
             + (f" ({row.paused_reason})" if row.paused_reason else "")
         )
+    if event.current_limit in TIERS:
+        # The limit is the business portfolio's: the portfolio's other numbers hold it too.
+        portfolios = {s.portfolio for s in senders}
+        set_portfolio_limit(session, portfolios, TIERS[event.current_limit], now)
     session.flush()
     return f"{event.event} for {about}; " + "; ".join(done)

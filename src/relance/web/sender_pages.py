@@ -36,7 +36,7 @@ def senders_page(request: Request, session: DbSession, who: SignedIn) -> Respons
     assert who is not None
     settings = get_settings()
     rows = service.list_senders(session, settings)
-    used = usage.limit_used(session, [r.id for r in rows], [r.id for r in rows if r.is_default])
+    used = usage.limit_used(session)
     senders: list[dict[str, Any]] = []
     for row in rows:
         one = info(row, settings)

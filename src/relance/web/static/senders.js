@@ -24,6 +24,7 @@
       if (ref && ref.value.trim()) body[ref.dataset.ref] = ref.value.trim();
       if ($("sender-display").value.trim()) body.display_number = $("sender-display").value.trim();
       if ($("sender-limit").value) body.messaging_limit = Number($("sender-limit").value);
+      if ($("sender-portfolio").value.trim()) body.portfolio = $("sender-portfolio").value.trim();
       const button = form.querySelector("button[type=submit]");
       button.disabled = true;
       const answer = await R.api("POST", "/api/senders", body);
