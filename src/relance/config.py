@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     webhook_ingest: Literal["inbox", "inline"] | None = None
     webhook_apply_batch: int = Field(default=500, ge=1, le=10000)
     webhook_apply_interval_seconds: float = Field(default=2.0, gt=0)
+    # Applied inbox entries (raw bodies: phone numbers, reply texts) are deleted after this
+    # long; what they did stays in the messages and their events. Meta retries for up to 7 days,
+    # but a retry is recognised by its events' keys (inbound_events), not by the inbox.
+    webhook_inbox_keep_hours: float = Field(default=72.0, gt=0)
 
     reply_window_seconds: int = Field(default=86400, gt=0)
     check_sending_interval_seconds: float = Field(default=120.0, gt=0)

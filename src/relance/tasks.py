@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from celery.signals import (
@@ -25,6 +26,7 @@ from relance.campaigns import dispatch, inbox, launch, sweeps
 from relance.config import get_settings
 from relance.db import session_scope
 from relance.metrics.recorder import TASK_DURATION, recorder
+from relance.models import utcnow
 from relance.pacing.limiter import make_limiter
 from relance.providers.registry import get_provider
 from relance.worker import celery_app
@@ -222,3 +224,18 @@ def refresh_meta_senders() -> dict[str, Any]:
     from relance.senders.refresh import refresh_senders
 
     return {"senders": refresh_senders(get_settings())}
+
+
+@celery_app.task(name="relance.purge_webhook_inbox", acks_late=True)
+def purge_webhook_inbox() -> dict[str, Any]:
+    """Applied inbox entries older than WEBHOOK_INBOX_KEEP_HOURS, deleted in short
+    transactions (a big backlog never holds one long lock)."""
+    settings = get_settings()
+    before = utcnow() - timedelta(hours=settings.webhook_inbox_keep_hours)
+    purged = 0
+    while True:
+        with session_scope(settings) as session:
+            n = inbox.purge_applied(session, before)
+        purged += n
+        if n < inbox.PURGE_BATCH:
+            return {"purged": purged}

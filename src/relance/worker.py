@@ -33,6 +33,9 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Beat only ticks; each tick claims due work from the database (idempotent if doubled)."""
     dispatch = settings.dispatch_interval_seconds
@@ -59,6 +62,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "relance.apply_webhooks",
             "schedule": settings.webhook_apply_interval_seconds,
             "options": {"expires": settings.webhook_apply_interval_seconds},
+        },
+        "purge-webhook-inbox": {
+            "task": "relance.purge_webhook_inbox",
+            "schedule": PURGE_INTERVAL_SECONDS,
+            "options": {"expires": PURGE_INTERVAL_SECONDS},
         },
         "dispatch-due-messages": {
             "task": "relance.send_campaign_messages",

@@ -354,3 +354,22 @@ def test_health_shows_the_inbox_lag(inbox_settings: Settings) -> None:
     assert database_ok(inbox_settings)["webhook_inbox_lag_seconds"] == 0.0
     _append(inbox_settings, b"{}", at=utcnow() - timedelta(seconds=30))
     assert database_ok(inbox_settings)["webhook_inbox_lag_seconds"] >= 30
+
+
+def test_applied_entries_are_purged_after_their_keep_time_waiting_ones_never(
+    inbox_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relance.tasks import purge_webhook_inbox
+
+    now = utcnow()
+    old = now - timedelta(hours=inbox_settings.webhook_inbox_keep_hours + 1)
+    _append(inbox_settings, b"{}", b"{}", b"{}", at=old)  # applied below: purged
+    inbox.drain(inbox_settings, RecordingFollowups())
+    _append(inbox_settings, b"{}", at=old)  # old but still waiting: kept
+    _append(inbox_settings, b"{}", at=now - timedelta(hours=1))  # waiting, recent: kept
+    monkeypatch.setattr(inbox, "PURGE_BATCH", 2)  # several short transactions
+    assert purge_webhook_inbox.run() == {"purged": 3}
+    with session_scope(inbox_settings) as session:
+        left = session.execute(select(WebhookInbox.applied_at)).scalars().all()
+    assert left == [None, None]
+    assert purge_webhook_inbox.run() == {"purged": 0}

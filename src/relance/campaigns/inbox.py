@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, case, func, insert, select, text, update
+from sqlalchemy import Connection, case, delete, func, insert, select, text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,7 @@ from relance.providers.webhooks import parse
 log = logging.getLogger(__name__)
 APPLIER_LOCK_KEY = 0x7265_6C69_6278  # one advisory lock number for every inbox applier
 ATTEMPTS = 3
+PURGE_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,24 @@ def settled_before(session: Session, deadline: datetime) -> datetime:
     may decide about what happened up to the returned time only."""
     oldest = oldest_unapplied(session)
     return deadline if oldest is None or oldest >= deadline else oldest
+
+
+def purge_applied(session: Session, before: datetime, limit: int = PURGE_BATCH) -> int:
+    """Delete up to ``limit`` applied entries accepted before ``before``, oldest first (the
+    primary key's order is the arrival order: the scan stops at the first ``limit`` found).
+    Entries still waiting are never deleted, however old."""
+    oldest = (
+        select(WebhookInbox.id)
+        .where(WebhookInbox.applied_at.is_not(None), WebhookInbox.received_at < before)
+        .order_by(WebhookInbox.id)
+        .limit(limit)
+    )
+    result = session.execute(
+        delete(WebhookInbox)
+        .where(WebhookInbox.id.in_(oldest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def apply_batch(settings: Settings, followups: Followups, limit: int | None = None) -> int | None:
