@@ -31,6 +31,8 @@ from relance.senders import endpoints as sender_endpoints
 from relance.web import account_pages, contact_pages, pages, sender_pages, session
 
 ROUTERS = (
+    # First: the webhook route is the hot one (thousands a second), matched before any other.
+    webhook_endpoints.router,
     contact_endpoints.router,
     category_endpoints.router,
     campaign_endpoints.router,
@@ -38,7 +40,6 @@ ROUTERS = (
     result_endpoints.router,
     template_endpoints.router,
     sender_endpoints.router,
-    webhook_endpoints.router,
     user_endpoints.router,
     key_endpoints.router,
     session.router,

@@ -19,23 +19,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from relance.campaigns.answer_rule import Effect, judge, judge_notice, reply_text, stop_phrases
 from relance.campaigns.answers import opt_in, opt_out, record_interaction
+from relance.campaigns.bulk_events import mark_all, store_all, stored_kind
 from relance.campaigns.bulk_status import apply_forward
 from relance.campaigns.domain import Applied, OptSource, Outcome
 from relance.campaigns.followups import Followups
 from relance.campaigns.outcomes import apply_status
 from relance.campaigns.template_signals import apply_template_status
 from relance.config import Settings
-from relance.db import on_commit, savepoint, session_scope
+from relance.db import among, on_commit, savepoint, session_scope
 from relance.metrics.webhook_events import count_webhook_events
-from relance.models import InboundEvent, Message, utcnow
+from relance.models import Message, utcnow
 from relance.providers.events import (
     InteractionEvent,
     NoticeEvent,
@@ -50,48 +49,6 @@ from relance.senders.signals import apply_sender_event
 log = logging.getLogger(__name__)
 
 
-def _store_all(
-    session: Session, provider: str, events: Sequence[tuple[ProviderEvent, datetime]]
-) -> dict[str, int]:
-    """Insert the events whose dedup key is new, in one statement; their ids by dedup key."""
-    if not events:
-        return {}
-    dialect = session.get_bind().dialect.name
-    ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    rows = [
-        {
-            "provider": provider,
-            "dedup_key": event.dedup_key,
-            "kind": stored_kind(event),
-            "payload": event.raw,
-            "received_at": at,
-            "matched": False,
-        }
-        for event, at in events
-    ]
-    result = session.execute(
-        ins(InboundEvent)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(InboundEvent.dedup_key, InboundEvent.id)
-    )
-    return {key: event_id for key, event_id in result}
-
-
-def stored_kind(event: ProviderEvent) -> str:
-    """``inbound_events.kind``: status, message:<type>, preference, template:<signal>,
-    notice:<what> (at most 30 characters)."""
-    if isinstance(event, StatusEvent):
-        return "status"
-    if isinstance(event, TemplateEvent):
-        return f"template:{event.signal}"
-    if isinstance(event, NoticeEvent):
-        return f"notice:{event.kind}"[:30]
-    if isinstance(event, SenderEvent):
-        return f"sender:{event.signal}"
-    return "preference" if event.kind == "user_preferences" else f"message:{event.kind}"
-
-
 def _find_messages(session: Session, events: Sequence[StatusEvent]) -> dict[str, Message]:
     """The messages the statuses are about, by provider id, in at most two queries."""
     if not events:
@@ -100,7 +57,7 @@ def _find_messages(session: Session, events: Sequence[StatusEvent]) -> dict[str,
         m.provider_message_id or "": m
         for m in session.scalars(
             select(Message).where(
-                Message.provider_message_id.in_({e.provider_message_id for e in events})
+                among(session, Message.provider_message_id, {e.provider_message_id for e in events})
             )
         )
     }
@@ -112,7 +69,9 @@ def _find_messages(session: Session, events: Sequence[StatusEvent]) -> dict[str,
     if ours:
         # We crashed before storing the provider id: biz_opaque_callback_data still matches.
         for m in session.scalars(
-            select(Message).where(Message.id.in_(ours), Message.provider_message_id.is_(None))
+            select(Message).where(
+                among(session, Message.id, ours), Message.provider_message_id.is_(None)
+            )
         ):
             found[ours[m.id]] = m
     return found
@@ -157,7 +116,7 @@ def apply_events(
     times = list(received) if received is not None else [now] * len(events)
     tally: Counter[str] = Counter()
     ordered = in_lock_order([(screen(e), at) for e, at in zip(events, times, strict=True)])
-    new_ids = _store_all(session, receiver.provider, ordered)
+    new_ids = store_all(session, receiver.provider, ordered)
     messages = _find_messages(
         session,
         [
@@ -196,8 +155,7 @@ def apply_events(
             continue
         tally["applied"] += 1
         tally[applied.outcome.tally] += 1
-    if results:
-        session.execute(update(InboundEvent), results)  # bulk UPDATE by primary key
+    mark_all(session, results)
     counts = [
         (stored_kind(e).partition(":")[0], o, getattr(e, "timestamp", None)) for e, o in counted
     ]

@@ -14,7 +14,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from relance.campaigns.inbox import Entry, append
 from relance.config import Settings
@@ -29,6 +29,9 @@ MAX_BYTES = 8 * 1024 * 1024  # one statement stays bounded whatever the bodies
 class _Queue:
     waiting: list[tuple[Entry, asyncio.Future[None]]] = field(default_factory=list)
     flushing: asyncio.Task[None] | None = None
+    # Kept between flushes (one flush at a time uses it): a pool checkout and its pre-ping
+    # per flush cost as much as the INSERT. Dropped on any error; the next flush reconnects.
+    connection: Connection | None = None
 
 
 class GroupCommit:
@@ -55,7 +58,7 @@ class GroupCommit:
         while queue.waiting:
             batch = _take(queue)
             try:
-                await run_in_threadpool(self._write, [entry for entry, _ in batch])
+                await run_in_threadpool(self._write, queue, [entry for entry, _ in batch])
             except Exception as exc:  # every request of the group fails (503): Meta retries
                 for _, done in batch:
                     if not done.done():
@@ -65,12 +68,20 @@ class GroupCommit:
                     if not done.done():
                         done.set_result(None)
 
-    def _write(self, entries: list[Entry]) -> None:
-        with get_engine(self.settings).begin() as conn:
-            append(conn, entries)
-            if conn.dialect.name == "postgresql":
-                # Delivered at commit: wakes the workers' appliers (``relance.applier``).
-                conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    def _write(self, queue: _Queue, entries: list[Entry]) -> None:
+        conn = queue.connection
+        if conn is None or conn.closed or conn.invalidated:
+            conn = queue.connection = get_engine(self.settings).connect()
+        try:
+            with conn.begin():
+                append(conn, entries)
+                if conn.dialect.name == "postgresql":
+                    # Delivered at commit: wakes the workers' appliers (``relance.applier``).
+                    conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        except BaseException:
+            queue.connection = None
+            conn.close()  # back to the pool, or discarded if the database dropped it
+            raise
 
 
 def _take(queue: _Queue) -> list[tuple[Entry, asyncio.Future[None]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -13,8 +14,13 @@ def count_webhook_events(
 ) -> None:
     """``counted``: (kind, outcome, the event's timestamp if any). Called once the
     transaction commits, so a batch retried after a deadlock is counted once."""
+    events: Counter[tuple[str, str]] = Counter()
+    lags: defaultdict[str, list[float]] = defaultdict(list)
     for kind, outcome, stamp in counted:
-        recorder.inc(WEBHOOK_EVENTS, provider=provider, kind=kind, outcome=outcome)
+        events[(kind, outcome)] += 1
         if outcome != "duplicate" and isinstance(stamp, datetime) and stamp.tzinfo:
-            lag = max(0.0, (now - stamp).total_seconds())
-            recorder.observe(WEBHOOK_LAG, lag, provider=provider, kind=kind)
+            lags[kind].append(max(0.0, (now - stamp).total_seconds()))
+    for (kind, outcome), n in events.items():
+        recorder.inc(WEBHOOK_EVENTS, n, provider=provider, kind=kind, outcome=outcome)
+    for kind, values in lags.items():
+        recorder.observe_many(WEBHOOK_LAG, values, provider=provider, kind=kind)
