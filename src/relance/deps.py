@@ -122,8 +122,11 @@ def known_query_only(request: Request) -> None:
         )
 
 
-def get_followups() -> Followups:
+async def get_followups() -> Followups:
     """Celery in production; tests override this dependency with a recording fake.
+
+    ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop for
+    every webhook request, which need nothing of a thread.
 
     Imported when first asked for: ``relance.tasks`` builds the Celery app from the settings,
     which must not happen when this module is imported (tests set them up later).
