@@ -10,9 +10,12 @@ tick (the entry waits for its next period), so two Beats never send the same per
 from __future__ import annotations
 
 import logging
+from types import FrameType
 from typing import Any
 
-from celery.beat import PersistentScheduler, ScheduleEntry
+from celery import platforms
+from celery.apps.beat import Beat
+from celery.beat import PersistentScheduler, ScheduleEntry, Service
 
 from relance.leases import FileLease, PostgresLease
 
@@ -37,3 +40,17 @@ class LeasedScheduler(PersistentScheduler):  # type: ignore[misc]
             log.warning("beat: the lease is not held right now; %s skips this tick", entry.name)
             return
         super().apply_entry(entry, producer=producer)
+
+
+class StopOnceBeat(Beat):  # type: ignore[misc]
+    """Celery's Beat program, stopped once: a second SIGTERM (``relance up`` stops its children
+    after its process group got the first) no longer raises ``SystemExit`` in the middle of the
+    first one's exit, where Python prints it as a traceback."""
+
+    def install_sync_handler(self, service: Service) -> None:
+        def _sync(signum: int, frame: FrameType | None) -> None:
+            platforms.signals.ignore("SIGTERM", "SIGINT")
+            service.sync()
+            raise SystemExit()
+
+        platforms.signals.update(SIGTERM=_sync, SIGINT=_sync)

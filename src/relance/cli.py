@@ -88,6 +88,7 @@ def beat(ctx: typer.Context) -> None:
     leases.watch(lease, on_lost=_beat_lost)
     beat_scheduler.hold(lease)
     heartbeats.start(settings, "beat")
+    celery_app.Beat = celery_app.subclass_with_self(beat_scheduler.StopOnceBeat)
     scheduler = ["--scheduler", "relance.beat_scheduler:LeasedScheduler"]
     argv = [*_quiet(settings), "beat", "--loglevel", settings.log_level, *scheduler, *ctx.args]
     celery_app.start(argv)

@@ -3,7 +3,9 @@ terminal that says where it works."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -143,6 +145,29 @@ def _ticks(client: redis.Redis) -> Counter[str]:
     for raw in client.lrange("celery", 0, -1):
         names[json.loads(raw)["headers"]["task"]] += 1
     return names
+
+
+@pytest.mark.e2e
+def test_beat_stopped_twice_exits_quietly(
+    tmp_path: Path, pg_url: str, redis_url: str, processes: Processes
+) -> None:
+    """``relance up`` stops its children after their process group got the first SIGTERM: the
+    second must not print a SystemExit traceback from inside the first one's exit."""
+    env = _env(tmp_path, DATABASE_URL=pg_url, BROKER_URL=redis_url, DISPATCH_INTERVAL_SECONDS="1")
+    client = redis.Redis.from_url(redis_url)
+    subprocess.run(relance_command("migrate"), env=env, check=True, capture_output=True)
+    beat = processes.start("beat", relance_command("beat"), env)
+    wait_until(
+        lambda: _ticks(client)["relance.send_campaign_messages"] >= 1, 60, "a tick", watch=[beat]
+    )
+    # SIGTERM again and again until it is gone: some land while it exits from the first.
+    deadline = time.monotonic() + 60
+    while beat.alive() and time.monotonic() < deadline:
+        beat.signal(signal.SIGTERM, group=False)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            beat.popen.wait(timeout=0.01)
+    assert beat.returncode == 0, beat.log_tail()
+    assert "Traceback" not in beat.log_tail(200), beat.log_tail(200)
 
 
 @pytest.mark.e2e
