@@ -17,8 +17,13 @@ demo: $(BIN)/relance
 up: $(BIN)/relance
 	$(BIN)/relance up
 
+# Unit and integration tests in parallel (each worker has its own PostgreSQL database and
+# Redis database); the end-to-end tests, which run whole stacks and time them, one at a time;
+# the fault tests (each owns its servers, and mostly waits for reply windows) two at a time.
 test: $(BIN)/relance
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not e2e" -n auto --maxprocesses 4
+	$(BIN)/pytest -m e2e --ignore tests/e2e/test_faults.py
+	$(BIN)/pytest tests/e2e/test_faults.py -n 2
 
 lint: $(BIN)/relance
 	$(BIN)/ruff check .

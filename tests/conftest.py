@@ -2,7 +2,7 @@
 
 PostgreSQL: ``TEST_DATABASE_URL`` (default the local ``test`` database's server); each run
 creates its own database, migrates it with Alembic, and drops it at the end.
-Redis: ``TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15).
+Redis: ``TEST_REDIS_URL`` (default redis://127.0.0.1:6379/15; one database per xdist worker).
 When ``CI`` is set, a missing server fails the run; elsewhere those tests skip, saying why.
 Tests under tests/integration are marked ``integration``, under tests/e2e ``e2e``
 (``pytest -m "not e2e"`` runs the rest).
@@ -28,7 +28,20 @@ from relance.migrate import upgrade
 from tests.support.stack import UNPACED
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url() -> str:
+    """TEST_REDIS_URL; under pytest-xdist each worker flushes a database of its own (gw0: 15,
+    gw1: 14...)."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{int(db) - int(worker[2:])}"
+
+
+REDIS_URL = _redis_url()
 IN_CI = bool(os.environ.get("CI"))
 ALL_TABLES = (
     "webhook_inbox, inbound_events, messages, recipients, campaign_contacts, "
