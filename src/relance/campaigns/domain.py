@@ -259,14 +259,7 @@ class Outcome(StrEnum):
     @property
     def matched(self) -> bool:
         """Did the event concern one of our messages or contacts?"""
-        return self not in (
-            Outcome.UNMATCHED,
-            Outcome.UNKNOWN_CONTACT,
-            Outcome.REJECTED,
-            Outcome.NOT_AN_ANSWER,
-            Outcome.TEMPLATE_SIGNAL,
-            Outcome.SENDER_SIGNAL,
-        )
+        return self not in _NOT_MATCHED
 
     @property
     def tally(self) -> str:
@@ -276,6 +269,19 @@ class Outcome(StrEnum):
         if self in (Outcome.NOT_AN_ANSWER, Outcome.TEMPLATE_SIGNAL, Outcome.SENDER_SIGNAL):
             return "noted"  # stored, and by the rule nothing else to do
         return "matched" if self.matched else "unmatched"
+
+
+# Asked once per event of every webhook batch: a set built once, not a tuple at each call.
+_NOT_MATCHED = frozenset(
+    {
+        Outcome.UNMATCHED,
+        Outcome.UNKNOWN_CONTACT,
+        Outcome.REJECTED,
+        Outcome.NOT_AN_ANSWER,
+        Outcome.TEMPLATE_SIGNAL,
+        Outcome.SENDER_SIGNAL,
+    }
+)
 
 
 class OptSource(StrEnum):
