@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -168,13 +169,35 @@ def last_send_at(state: PacingState, rules: PacingRules, now: float, sends: int)
         if room <= 0:
             at, day_count = next_midnight(at, rules.timezone), 0
             continue
-        today = min(sends, room)
-        last = today - 1
-        crossed = (batch_count + last) // rules.batch_size if rules.batch_size > 0 else 0
-        end = at + last * rules.interval + crossed * extra
+        midnight = next_midnight(at, rules.timezone)
+
+        def send_at(i: int, start: float = at, done: int = batch_count) -> float:
+            """The ``i``-th send from ``start``: intervals, and a pause per batch crossed."""
+            crossed = (done + i) // rules.batch_size if rules.batch_size > 0 else 0
+            return start + i * rules.interval + crossed * extra
+
+        # Today's sends: as many as the quota leaves, and as go before midnight (the day's
+        # count starts again at midnight, quota spent or not).
+        today = _sends_before(send_at, midnight, min(sends, room))
+        end = send_at(today - 1)
         sends -= today
         if sends == 0:
             return end
-        # The next day starts at midnight; the batch goes on where this day left it.
+        following = send_at(today)  # when the next one goes, the day's end aside
         batch_count = (batch_count + today) % rules.batch_size if rules.batch_size > 0 else 0
-        at, day_count = next_midnight(end, rules.timezone), 0
+        # Quota spent: at midnight, or later if the gap after the last send runs past it.
+        at = max(midnight, following) if today == room else following
+        day_count = 0
+
+
+def _sends_before(send_at: Callable[[int], float], deadline: float, most: int) -> int:
+    """How many of the first ``most`` sends go before ``deadline`` (the first always does:
+    ``send_at`` grows with its index)."""
+    low, high = 1, most  # send_at(0) < deadline
+    while low < high:
+        middle = (low + high + 1) // 2
+        if send_at(middle - 1) < deadline:
+            low = middle
+        else:
+            high = middle - 1
+    return low
