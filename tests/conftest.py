@@ -47,7 +47,7 @@ ALL_TABLES = (
     "webhook_inbox, inbound_events, messages, recipients, campaign_contacts, "
     "campaign_categories, contact_opt_changes, campaign_senders, campaigns, senders, "
     "contact_categories, contacts, categories, api_keys, sender_pacing, heartbeats, "
-    "metric_samples, user_sessions, login_throttle, audit_events, users"
+    "metric_samples, user_sessions, login_throttle, audit_events, users, suppressed_phones"
 )
 
 

@@ -319,3 +319,39 @@ def test_a_bad_byte_after_several_batches_is_422_and_writes_nothing(settings: Se
     assert detail["field"] == "file"
     assert f"invalid byte at position {content.index(b'M') + 1}" in detail["msg"]
     assert row_counts(settings, *TABLES) == dict.fromkeys(TABLES, 0)
+
+
+def test_an_erased_opted_out_contact_stays_opted_out_when_its_number_comes_back(
+    client: TestClient, settings: Settings
+) -> None:
+    """Erasing a contact must not erase its "stop": the next import of a file that still holds
+    the number, or the API, makes it again opted out; its own opt-in lifts that for good."""
+    _import(client, b"phone,first_name\n+33612345678,Ana\n+33698765432,Bob\n")
+    ana = _contacts(client)["+33612345678"]
+    bob = _contacts(client)["+33698765432"]
+    assert client.patch(f"/api/contacts/{ana['id']}", json={"opted_out": True}).status_code == 200
+    for contact in (ana, bob):
+        assert client.delete(f"/api/contacts/{contact['id']}").status_code == 204
+    assert row_counts(settings, "suppressed_phones") == {"suppressed_phones": 1}  # Ana only
+
+    result = _import(client, b"phone,first_name\n+33612345678,Ana\n+33698765432,Bob\n")
+    assert result["created"] == 2
+    again = _contacts(client)
+    assert again["+33612345678"]["opted_out"] is True
+    assert again["+33698765432"]["opted_out"] is False
+    detail = client.get(f"/api/contacts/{again['+33612345678']['id']}").json()
+    assert [h["source"] for h in detail["opt_history"]] == ["suppressed"]
+
+    # Through the API too, after a second erasure.
+    assert client.delete(f"/api/contacts/{again['+33612345678']['id']}").status_code == 204
+    made = client.post("/api/contacts", json={"phone": "+33612345678"})
+    assert made.status_code == 201, made.text
+    assert made.json()["opted_out"] is True
+
+    # Opted back in by a person: the number is no longer suppressed.
+    url = f"/api/contacts/{made.json()['id']}"
+    assert client.patch(url, json={"opted_out": False}).json()["opted_out"] is False
+    assert row_counts(settings, "suppressed_phones") == {"suppressed_phones": 0}
+    assert client.delete(url).status_code == 204
+    made = client.post("/api/contacts", json={"phone": "+33612345678"})
+    assert made.json()["opted_out"] is False

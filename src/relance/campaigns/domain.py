@@ -292,6 +292,7 @@ class OptSource(StrEnum):
     PREFERENCE = "preference"  # WhatsApp's marketing preference (user_preferences stop/resume)
     API = "api"  # PATCH /api/contacts/{id}
     SEND_ERROR = "send_error"  # the provider refused a send: the user stopped marketing (131050)
+    SUPPRESSED = "suppressed"  # made again with the number of an erased opted-out contact
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relance.campaigns.domain import OptSource
-from relance.models import Contact, ContactOptChange
+from relance.contacts import suppression
+from relance.db import among
+from relance.models import Contact, ContactOptChange, SuppressedPhone
 
 MAX_HISTORY = 50
 
@@ -23,6 +26,8 @@ def record_opt_change(
     """
     if (contact.opted_out_at is not None) == opted_out:
         return False
+    if not opted_out:
+        suppression.forget(session, contact.phone)
     contact.opted_out_at = now if opted_out else None
     contact.opt_changed_at = now
     contact.opt_source = source.value
@@ -43,4 +48,23 @@ def opt_history(session: Session, contact_id: int) -> list[ContactOptChange]:
             .order_by(ContactOptChange.changed_at.desc(), ContactOptChange.id.desc())
             .limit(MAX_HISTORY)
         )
+    )
+
+
+def opt_out_suppressed(session: Session, contact_ids: Sequence[int], now: datetime) -> int:
+    """Opt out the new contacts whose number an erased opted-out contact had
+    (``suppression``); how many."""
+    if not contact_ids:
+        return 0
+    contacts = {
+        suppression.phone_hash(c.phone): c
+        for c in session.scalars(select(Contact).where(among(session, Contact.id, contact_ids)))
+    }
+    suppressed = session.scalars(
+        select(SuppressedPhone.phone_hash).where(
+            among(session, SuppressedPhone.phone_hash, contacts)
+        )
+    ).all()
+    return sum(
+        record_opt_change(session, contacts[h], True, OptSource.SUPPRESSED, now) for h in suppressed
     )

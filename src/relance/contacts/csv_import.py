@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relance.config import Settings
 from relance.contacts import repository as repo
+from relance.contacts.consent import opt_out_suppressed
 from relance.contacts.domain import InvalidPhone, normalize_phone, quoted
 from relance.contacts.schemas import (
     ATTRIBUTE_VALUE_MAX,
@@ -369,7 +370,10 @@ def _import_batch(
         for part in repo.chunks(names, CATEGORY_NAMES_PER_QUERY):
             found = repo.ensure_categories(session, part)
             category_ids.update((name.lower(), k) for name, k in found.items())
-        upserted = repo.upsert_contacts(session, [row.values() for row in batch], utcnow())
+        now = utcnow()
+        upserted = repo.upsert_contacts(session, [row.values() for row in batch], now)
+        # A number whose erased contact had opted out comes back opted out.
+        opt_out_suppressed(session, [u.contact_id for u in upserted if u.created], now)
         contact_ids = {u.phone: u.contact_id for u in upserted}
         pairs: list[tuple[int, int]] = []
         for row in batch:

@@ -169,7 +169,10 @@ class ContactOut(BaseModel):
 
 class OptChangeOut(BaseModel):
     opted_out: bool = Field(description="true: an opt-out; false: an opt-in")
-    source: str = Field(description="keyword, button, preference, api or send_error")
+    source: str = Field(
+        description="keyword, button, preference, api, send_error, or suppressed (made again "
+        "with the number of an erased opted-out contact)"
+    )
     changed_at: datetime
 
 

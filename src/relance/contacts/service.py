@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relance.config import Settings
-from relance.contacts import deletion
+from relance.contacts import deletion, suppression
 from relance.contacts import repository as repo
+from relance.contacts.consent import opt_out_suppressed
 from relance.contacts.domain import InvalidPhone, name_campaigns, normalize_phone
 from relance.contacts.schemas import CategoryCreate, CategoryUpdate, ContactCreate, ContactUpdate
 from relance.errors import Conflict, Invalid, found
@@ -69,6 +70,7 @@ def create_contact(session: Session, settings: Settings, data: ContactCreate) ->
     session.add(contact)
     _flush(session, f"phone {phone} already belongs to another contact")
     repo.link_contacts(session, [(contact.id, c) for c in sorted(set(data.category_ids))])
+    opt_out_suppressed(session, [contact.id], utcnow())
     return contact
 
 
@@ -172,6 +174,8 @@ def delete_contact(session: Session, contact_id: int) -> None:
             f"{name_campaigns(listing)}: remove it from them first"
         )
     deletion.erase_traces_of(session, contact_id, contact.phone)
+    if contact.opted_out_at is not None:  # its "stop" outlives it (``suppression``)
+        suppression.remember(session, contact.phone, contact.opted_out_at)
     # The database does the rest: its recipients' contact_id becomes NULL (ON DELETE SET
     # NULL), its category links and the lists of campaigns already started go (CASCADE).
     session.delete(contact)

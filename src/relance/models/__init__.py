@@ -9,7 +9,13 @@ from relance.models.campaigns import (
     campaign_categories,
     campaign_contacts,
 )
-from relance.models.contacts import Category, Contact, ContactOptChange, contact_categories
+from relance.models.contacts import (
+    Category,
+    Contact,
+    ContactOptChange,
+    SuppressedPhone,
+    contact_categories,
+)
 from relance.models.events import InboundEvent
 from relance.models.heartbeats import Heartbeat
 from relance.models.inbox import WebhookInbox
@@ -33,6 +39,7 @@ __all__ = [
     "Recipient",
     "Sender",
     "SenderPacing",
+    "SuppressedPhone",
     "User",
     "UserSession",
     "WebhookInbox",

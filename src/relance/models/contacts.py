@@ -47,6 +47,17 @@ class ContactOptChange(Base):
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SuppressedPhone(Base):
+    """An opted-out number whose contact was erased: a contact made again with it (an import,
+    the API) starts opted out. The number is kept as its SHA-256 only (``contacts.suppression``).
+    """
+
+    __tablename__ = "suppressed_phones"
+
+    phone_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    opted_out_at: Mapped[datetime]
+
+
 class Category(Base):
     __tablename__ = "categories"
 
