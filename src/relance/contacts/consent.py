@@ -51,20 +51,20 @@ def opt_history(session: Session, contact_id: int) -> list[ContactOptChange]:
     )
 
 
-def opt_out_suppressed(session: Session, contact_ids: Sequence[int], now: datetime) -> int:
-    """Opt out the new contacts whose number an erased opted-out contact had
-    (``suppression``); how many."""
-    if not contact_ids:
+def opt_out_suppressed(session: Session, created: Sequence[tuple[int, str]], now: datetime) -> int:
+    """Opt out the new contacts, ``(id, phone)``, whose number an erased opted-out contact had
+    (``suppression``); how many. Only those are read back: an import's other contacts cost a
+    hash each, and one query for the batch."""
+    by_hash = {suppression.phone_hash(phone): contact_id for contact_id, phone in created}
+    if not by_hash:
         return 0
-    contacts = {
-        suppression.phone_hash(c.phone): c
-        for c in session.scalars(select(Contact).where(among(session, Contact.id, contact_ids)))
-    }
     suppressed = session.scalars(
         select(SuppressedPhone.phone_hash).where(
-            among(session, SuppressedPhone.phone_hash, contacts)
+            among(session, SuppressedPhone.phone_hash, by_hash)
         )
     ).all()
-    return sum(
-        record_opt_change(session, contacts[h], True, OptSource.SUPPRESSED, now) for h in suppressed
-    )
+    if not suppressed:
+        return 0
+    ids = [by_hash[h] for h in suppressed]
+    contacts = session.scalars(select(Contact).where(among(session, Contact.id, ids))).all()
+    return sum(record_opt_change(session, c, True, OptSource.SUPPRESSED, now) for c in contacts)

@@ -373,7 +373,7 @@ def _import_batch(
         now = utcnow()
         upserted = repo.upsert_contacts(session, [row.values() for row in batch], now)
         # A number whose erased contact had opted out comes back opted out.
-        opt_out_suppressed(session, [u.contact_id for u in upserted if u.created], now)
+        opt_out_suppressed(session, [(u.contact_id, u.phone) for u in upserted if u.created], now)
         contact_ids = {u.phone: u.contact_id for u in upserted}
         pairs: list[tuple[int, int]] = []
         for row in batch:

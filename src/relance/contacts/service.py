@@ -70,7 +70,7 @@ def create_contact(session: Session, settings: Settings, data: ContactCreate) ->
     session.add(contact)
     _flush(session, f"phone {phone} already belongs to another contact")
     repo.link_contacts(session, [(contact.id, c) for c in sorted(set(data.category_ids))])
-    opt_out_suppressed(session, [contact.id], utcnow())
+    opt_out_suppressed(session, [(contact.id, contact.phone)], utcnow())
     return contact
 
 
