@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ARRAY, ColumnElement, Engine, any_, create_engine, event, literal
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
 from relance.config import Settings, get_settings
@@ -155,6 +157,16 @@ def dispose_engines() -> None:
         engine.dispose(close=False)
 
 
+def is_postgresql(session: Session) -> bool:
+    """Does the session talk to PostgreSQL (else SQLite: embedded mode)?"""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def conflict_insert(session: Session, table: Any) -> pg_dialect.Insert | sqlite_dialect.Insert:
+    """An INSERT into ``table`` in the session's dialect, which takes ``ON CONFLICT``."""
+    return pg_dialect.insert(table) if is_postgresql(session) else sqlite_dialect.insert(table)
+
+
 def among(
     session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: Iterable[Any]
 ) -> ColumnElement[bool]:
@@ -162,6 +174,6 @@ def among(
     text stays the same whatever the number of values (compiled once, never split again by
     the driver), where an IN of 10,000 values costs more to build than to run."""
     element = column.expression
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return element == any_(literal(list(values), ARRAY(element.type)))
     return element.in_(list(values))

@@ -15,11 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from relance.config import Settings
-from relance.db import session_scope
+from relance.db import conflict_insert, session_scope
 from relance.models import Heartbeat, utcnow
 
 log = logging.getLogger(__name__)
@@ -36,11 +34,9 @@ def beat(settings: Settings, role: str, name: str, started_at: datetime) -> None
     """Record that this process is alive now (an upsert of its row)."""
     now = utcnow()
     with session_scope(settings) as session:
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         row = {"role": role, "name": name, "pid": os.getpid(), "started_at": started_at}
         session.execute(
-            insert(Heartbeat)
+            conflict_insert(session, Heartbeat)
             .values(**row, seen_at=now)
             .on_conflict_do_update(index_elements=["role", "name"], set_={"seen_at": now})
         )

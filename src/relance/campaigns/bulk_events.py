@@ -18,6 +18,7 @@ from sqlalchemy import text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from relance.db import is_postgresql
 from relance.models import InboundEvent
 from relance.providers.events import (
     NoticeEvent,
@@ -71,17 +72,13 @@ def stored_kind(event: ProviderEvent) -> str:
     return "preference" if event.kind == "user_preferences" else f"message:{event.kind}"
 
 
-def _postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def store_all(
     session: Session, provider: str, events: Sequence[tuple[ProviderEvent, datetime]]
 ) -> dict[str, int]:
     """Insert the events whose dedup key is new (in their order); their ids by dedup key."""
     if not events:
         return {}
-    if _postgresql(session):
+    if is_postgresql(session):
         result = session.execute(
             _STORE_PG,
             {
@@ -118,7 +115,7 @@ def mark_all(session: Session, results: Sequence[dict[str, Any]]) -> None:
     "recipient_id"}`` each."""
     if not results:
         return
-    if _postgresql(session):
+    if is_postgresql(session):
         session.execute(
             _MARK_PG,
             {

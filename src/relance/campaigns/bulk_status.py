@@ -30,7 +30,7 @@ from relance.campaigns.domain import (
     Outcome,
     next_message_status,
 )
-from relance.db import among
+from relance.db import among, is_postgresql
 from relance.models import Message
 from relance.providers.events import StatusEvent
 
@@ -130,7 +130,7 @@ _MOVE_PG = text(
 
 def _move(session: Session, plans: list[_Plan]) -> set[int]:
     """One compare-and-set UPDATE for every message of the batch; the ids that moved."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         won = set(
             session.scalars(
                 _MOVE_PG,

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from relance.campaigns.followups import Followups
 from relance.campaigns.inbound import Receiver, apply_each, apply_events
 from relance.config import Settings
-from relance.db import session_scope
+from relance.db import is_postgresql, session_scope
 from relance.models import WebhookInbox, utcnow
 from relance.providers.base import WebhookRejected
 from relance.providers.events import ProviderEvent
@@ -148,7 +148,7 @@ def drain(
 
 def _in_transaction(settings: Settings, followups: Followups, limit: int, bulk: bool) -> int | None:
     with session_scope(settings) as session:
-        if session.get_bind().dialect.name == "postgresql":
+        if is_postgresql(session):
             # One applier at a time keeps id order across batches (SQLite has one writer).
             got = session.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": APPLIER_LOCK_KEY}

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
 
+from relance.db import conflict_insert, is_postgresql
 from relance.models import (
     Base,
     Category,
@@ -102,7 +103,7 @@ def link_contacts(session: Session, pairs: Sequence[tuple[int, int]]) -> None:
     """Insert (contact_id, category_id) links; existing ones are left as they are."""
     if not pairs:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         # Two array parameters instead of two per row: see upsert_contacts.
         source = (
             func.unnest(
@@ -247,10 +248,8 @@ def ensure_categories(session: Session, names: Collection[str]) -> dict[str, int
             ids[name.lower()] = category_id
     missing = [name for key, name in wanted.items() if key not in ids]
     if missing:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         rows = [{"name": name, "description": "", "created_at": utcnow()} for name in missing]
-        session.execute(insert(Category).values(rows).on_conflict_do_nothing())
+        session.execute(conflict_insert(session, Category).values(rows).on_conflict_do_nothing())
         for category_id, name in session.execute(
             select(Category.id, Category.name).where(Category.name.in_(missing))
         ):
@@ -284,7 +283,7 @@ def upsert_contacts(
     # A repeated phone would make PostgreSQL refuse to update one row twice in a statement.
     if not rows:
         return []
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return _upsert_postgresql(session, rows, now)
     return _upsert_sqlite(session, rows, now)
 

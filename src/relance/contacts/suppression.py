@@ -17,10 +17,9 @@ import hashlib
 from datetime import datetime
 
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from relance.db import conflict_insert
 from relance.models import SuppressedPhone
 
 
@@ -31,9 +30,8 @@ def phone_hash(phone: str) -> str:
 
 def remember(session: Session, phone: str, opted_out_at: datetime) -> None:
     """An erased contact's opt-out, kept (the first one kept wins)."""
-    ins = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
-        ins(SuppressedPhone)
+        conflict_insert(session, SuppressedPhone)
         .values(phone_hash=phone_hash(phone), opted_out_at=opted_out_at)
         .on_conflict_do_nothing(index_elements=["phone_hash"])
     )

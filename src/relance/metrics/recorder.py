@@ -20,11 +20,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from relance.config import Settings
-from relance.db import session_scope
+from relance.db import conflict_insert, session_scope
 from relance.models import MetricSample
 
 log = logging.getLogger(__name__)
@@ -206,9 +203,7 @@ class Recorder:
 def _add_to_database(settings: Settings, taken: Mapping[Key, float]) -> None:
     rows = [{"name": n, "labels": lk, "value": v} for (n, lk), v in sorted(taken.items())]
     with session_scope(settings) as session:
-        dialect = session.get_bind().dialect.name
-        ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = ins(MetricSample)
+        stmt = conflict_insert(session, MetricSample)
         # Sorted rows: two processes flushing at once lock the rows in the same order.
         session.execute(
             stmt.on_conflict_do_update(

@@ -12,12 +12,10 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from relance.config import Settings
-from relance.db import session_scope
+from relance.db import conflict_insert, session_scope
 from relance.models import SenderPacing
 from relance.pacing.domain import (
     Grant,
@@ -134,10 +132,8 @@ class DatabaseLimiter(_Operations):
     def _update(self, fn: Update) -> Grant | Wait | None:
         try:
             with session_scope(self.settings) as session:
-                dialect = session.get_bind().dialect.name
-                ins = pg_insert if dialect == "postgresql" else sqlite_insert
                 session.execute(
-                    ins(SenderPacing)
+                    conflict_insert(session, SenderPacing)
                     .values(sender=self.sender, state=PacingState().dumps(), version=0)
                     .on_conflict_do_nothing()
                 )

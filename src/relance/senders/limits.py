@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from relance.config import Settings
+from relance.db import is_postgresql
 from relance.senders.domain import LimitRoom, messaging_room
 from relance.senders.identity import SenderInfo
 from relance.senders.usage import members, window_sends
@@ -20,7 +21,6 @@ def limit_of(sender: SenderInfo, settings: Settings) -> int:
 def limit_room(session: Session, sender: SenderInfo, limit: int, now: datetime) -> LimitRoom:
     """Room for new users now, over every sender of the portfolio (Meta counts them together),
     their rows locked until the claim commits. SQLite has one writer: no lock needed."""
-    lock = session.get_bind().dialect.name == "postgresql"
-    stored = members(session, sender.portfolio, lock=lock)
+    stored = members(session, sender.portfolio, lock=is_postgresql(session))
     opened = [at for _, at in window_sends(session, stored, now)]
     return messaging_room(limit, opened, now)

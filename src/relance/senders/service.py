@@ -9,11 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from relance.config import Settings
+from relance.db import conflict_insert
 from relance.errors import Conflict, Invalid, found
 from relance.models import Sender, campaign_senders, utcnow
 from relance.senders.identity import (
@@ -32,11 +31,11 @@ def ensure_default(session: Session, settings: Settings) -> Sender:
     empty the tables), its shown identifiers kept in step with the environment."""
     row = session.scalar(select(Sender).where(Sender.is_default.is_(True)))
     if row is None:
-        dialect = session.get_bind().dialect.name
-        ins = pg_insert if dialect == "postgresql" else sqlite_insert
         # Two first uses at once: one insert wins, the other finds its row.
         session.execute(
-            ins(Sender).values(**default_sender_values(settings)).on_conflict_do_nothing()
+            conflict_insert(session, Sender)
+            .values(**default_sender_values(settings))
+            .on_conflict_do_nothing()
         )
         row = session.scalars(select(Sender).where(Sender.is_default.is_(True))).one()
     column = REF_FIELDS.get(settings.provider)
