@@ -46,9 +46,6 @@ def apply_sender_event(
                 changes.update(status=verdict.status, paused_reason=verdict.reason)
             if signal in ("flagged", "unflagged"):
                 changes["quality_rating"] = "RED" if signal == "flagged" else "GREEN"
-        if event.current_limit in TIERS and TIERS[event.current_limit] != row.messaging_limit:
-            # Meta lowered or raised it: the new limit holds from the next claim on.
-            changes["messaging_limit"] = TIERS[event.current_limit]
         if event.event.upper() == "THROUGHPUT_UPGRADE":
             changes["throughput_per_second"] = HIGH_THROUGHPUT
         for name, value in changes.items():
@@ -65,8 +62,14 @@ def apply_sender_event(
             + (f" ({row.paused_reason})" if row.paused_reason else "")
         )
     if event.current_limit in TIERS:
-        # The limit is the business portfolio's: the portfolio's other numbers hold it too.
+        # Meta lowered or raised it: the new limit holds from the next claim on, for every
+        # number of the business portfolio (the limit is the portfolio's).
+        limit = TIERS[event.current_limit]
         portfolios = {s.portfolio for s in senders}
-        set_portfolio_limit(session, portfolios, TIERS[event.current_limit], now)
+        if set_portfolio_limit(session, portfolios, limit, now):
+            log.warning(
+                "Meta changed a portfolio's messaging limit",
+                extra={"event": event.event, "portfolios": str(sorted(portfolios)), "limit": limit},
+            )
     session.flush()
     return f"{event.event} for {about}; " + "; ".join(done)
